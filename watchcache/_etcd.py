@@ -1,0 +1,445 @@
+"""The etcd adapter: the only module that speaks gRPC to etcd.
+
+It uses aetcd's generated stubs (``aetcd.rpc``) directly rather than aetcd's high-level client, because
+the cache needs what that client hides: one gRPC channel to several endpoints, TLS, per-call deadlines,
+watch progress notifications and ``prev_kv``, and transactions that return the losing state. Every etcd
+answer is converted into the small frozen types below, and every gRPC failure into a watchcache error
+(``raise ... from``), so nothing above this module sees protobuf or grpc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+from aetcd import rpc
+
+from ._errors import EtcdUnavailableError, ExpiredError, InternalError, StatusError, TimedOutError
+
+__all__ = [
+    "EtcdClient",
+    "EtcdTLS",
+    "EtcdWatch",
+    "EventType",
+    "KeyValue",
+    "RangeResult",
+    "RawEvent",
+    "TxnResult",
+    "WatchBatch",
+]
+
+log = logging.getLogger(__name__)
+
+# etcd's default limit on a request is 1.5 MiB, but responses (ranges, watch batches) can be larger.
+_MAX_MESSAGE = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    """One key at one revision, as etcd's ``mvccpb.KeyValue``."""
+
+    key: bytes
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+
+class EventType(IntEnum):
+    PUT = 0
+    DELETE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """One etcd watch event; for a DELETE, ``kv`` has only the key and the deletion's revision.
+
+    There is no ``prev_kv``: the cache holds every key's previous state already, and asking etcd for
+    it would cost etcd one extra range read per event.
+    """
+
+    type: EventType
+    kv: KeyValue
+
+
+@dataclass(frozen=True, slots=True)
+class WatchBatch:
+    """One watch response: events in revision order, or none (a progress notification).
+
+    ``revision`` is the store revision the response was sent at: once a batch is received, every event
+    of the watched range up to ``revision`` has been received — except for the requested progress
+    notifications of etcd < 3.4.25, which is why the cache never requests them (see docs/).
+    """
+
+    revision: int
+    events: tuple[RawEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    revision: int
+    kvs: tuple[KeyValue, ...]
+    more: bool
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    """The outcome of a compare-and-swap: ``current`` is the key's state when the compare failed,
+    or the previous state when a delete succeeded."""
+
+    succeeded: bool
+    revision: int
+    current: KeyValue | None
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdTLS:
+    """Client TLS towards etcd (kube-apiserver's ``--etcd-cafile/--etcd-certfile/--etcd-keyfile``)."""
+
+    cafile: str | None = None
+    """PEM bundle of CAs that sign etcd's serving certificate; None uses the system roots."""
+    certfile: str | None = None
+    """PEM client certificate presented to etcd, if etcd requires client authentication."""
+    keyfile: str | None = None
+    """PEM private key of ``certfile``."""
+
+
+def _kv(pb: Any) -> KeyValue:
+    return KeyValue(
+        key=pb.key,
+        value=pb.value,
+        create_revision=pb.create_revision,
+        mod_revision=pb.mod_revision,
+        version=pb.version,
+        lease=pb.lease,
+    )
+
+
+def _translate(err: grpc.aio.AioRpcError, what: str) -> StatusError:
+    code = err.code()
+    details = err.details() or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return TimedOutError(f"etcd did not answer {what} in time: {details}")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return EtcdUnavailableError(f"etcd is unavailable ({what}): {details}", retry_after=1)
+    if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
+        return ExpiredError(f"etcd: {details}")
+    if "no leader" in details or "leader changed" in details or "timed out" in details:
+        return EtcdUnavailableError(f"etcd has no leader ({what}): {details}", retry_after=1)
+    return InternalError(f"etcd failed {what}: {code.name} {details}")
+
+
+def _grpc_target(endpoints: Sequence[str]) -> tuple[str, bool]:
+    """One gRPC target for all endpoints, and whether it uses TLS.
+
+    Several endpoints become one ``ipv4:``/``ipv6:`` target, so grpc fails over between them by itself.
+    """
+    if not endpoints:
+        raise ValueError("no etcd endpoint given")
+    hosts: list[tuple[str, int]] = []
+    schemes = set()
+    for endpoint in endpoints:
+        url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"bad etcd endpoint {endpoint!r}: want http(s)://host:port")
+        schemes.add(url.scheme)
+        hosts.append((url.hostname, url.port or 2379))
+    if len(schemes) > 1:
+        raise ValueError("etcd endpoints mix http and https")
+    secure = schemes == {"https"}
+    if len(hosts) == 1:
+        host, port = hosts[0]
+        return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"), secure
+    try:
+        addresses = [ipaddress.ip_address("127.0.0.1" if host == "localhost" else host) for host, _ in hosts]
+    except ValueError:
+        raise ValueError(
+            "several etcd endpoints must be IP addresses (a DNS name needs a single endpoint)"
+        ) from None
+    if all(a.version == 4 for a in addresses):
+        return "ipv4:" + ",".join(f"{a}:{p}" for a, (_, p) in zip(addresses, hosts, strict=True)), secure
+    if all(a.version == 6 for a in addresses):
+        return (
+            "ipv6:" + ",".join(f"[{a}]:{p}" for a, (_, p) in zip(addresses, hosts, strict=True)),
+            secure,
+        )
+    raise ValueError("etcd endpoints mix IPv4 and IPv6 addresses")
+
+
+async def _read_optional(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    return await asyncio.to_thread(Path(path).read_bytes)
+
+
+class EtcdClient:
+    """A connection to one etcd cluster: unary calls with deadlines, transactions and watch streams."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        request_timeout: float = 5.0,
+        tls: EtcdTLS | None = None,
+    ) -> None:
+        self._target, self._secure = _grpc_target(endpoints)
+        self._tls = tls
+        self.request_timeout = request_timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._kv: Any = None
+        self._watch: Any = None
+        self._maintenance: Any = None
+
+    async def connect(self) -> None:
+        if self._channel is not None:
+            return
+        options = [
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            # Keep the watch streams' connection checked, so a vanished etcd is noticed.
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
+        ]
+        if self._secure or self._tls is not None:
+            tls = self._tls or EtcdTLS()
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=await _read_optional(tls.cafile),
+                private_key=await _read_optional(tls.keyfile),
+                certificate_chain=await _read_optional(tls.certfile),
+            )
+            self._channel = grpc.aio.secure_channel(self._target, credentials, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self._target, options=options)
+        self._kv = rpc.KVStub(self._channel)
+        self._watch = rpc.WatchStub(self._channel)
+        self._maintenance = rpc.MaintenanceStub(self._channel)
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+
+    async def __aenter__(self) -> EtcdClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _stub(self, stub: Any) -> Any:
+        if stub is None:
+            raise RuntimeError("EtcdClient is not connected: call connect() or use 'async with'")
+        return stub
+
+    async def _call(self, what: str, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self.request_timeout)
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err, what) from err
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    async def range(
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        count_only: bool = False,
+        serializable: bool = False,
+    ) -> RangeResult:
+        """A range read; linearizable unless ``serializable``. A compacted revision raises Expired."""
+        request = rpc.RangeRequest(
+            key=key,
+            range_end=range_end,
+            revision=revision,
+            limit=limit,
+            count_only=count_only,
+            serializable=serializable,
+        )
+        resp = await self._call("range", self._stub(self._kv).Range, request)
+        return RangeResult(
+            revision=resp.header.revision,
+            kvs=tuple(_kv(kv) for kv in resp.kvs),
+            more=resp.more,
+            count=resp.count,
+        )
+
+    async def get(self, key: bytes, *, revision: int = 0) -> tuple[int, KeyValue | None]:
+        """The key at ``revision`` (0: now, linearizable), with the store revision of the read."""
+        result = await self.range(key, revision=revision)
+        return result.revision, (result.kvs[0] if result.kvs else None)
+
+    async def current_revision(self, key: bytes) -> int:
+        """The store revision, by a linearizable read of one key.
+
+        Every write etcd acknowledged before this call started has a revision at or below the result.
+        """
+        result = await self.range(key, count_only=True)
+        return result.revision
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    async def put(self, key: bytes, value: bytes) -> int:
+        """An unconditional put; returns its revision."""
+        resp = await self._call("put", self._stub(self._kv).Put, rpc.PutRequest(key=key, value=value))
+        return int(resp.header.revision)
+
+    async def _txn(self, what: str, compare: Any, success: Any, failure: Any) -> Any:
+        request = rpc.TxnRequest(compare=[compare], success=[success], failure=[failure])
+        return await self._call(what, self._stub(self._kv).Txn, request)
+
+    async def create(self, key: bytes, value: bytes) -> TxnResult:
+        """Put ``key`` only if it does not exist; on failure ``current`` is the existing key."""
+        resp = await self._txn(
+            "create",
+            rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, key=key, create_revision=0),
+            rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value)),
+            rpc.RequestOp(request_range=rpc.RangeRequest(key=key)),
+        )
+        return self._result(resp, failure_range=True)
+
+    async def replace(self, key: bytes, value: bytes, *, mod_revision: int) -> TxnResult:
+        """Put ``key`` only if its mod_revision is still ``mod_revision``; on failure ``current`` is
+        the key's present state (None if it was deleted)."""
+        resp = await self._txn(
+            "update",
+            rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=key, mod_revision=mod_revision),
+            rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value)),
+            rpc.RequestOp(request_range=rpc.RangeRequest(key=key)),
+        )
+        return self._result(resp, failure_range=True)
+
+    async def delete(self, key: bytes, *, mod_revision: int) -> TxnResult:
+        """Delete ``key`` only if its mod_revision is still ``mod_revision``. On success ``current``
+        is the deleted state; on failure the present one (None if already gone)."""
+        resp = await self._txn(
+            "delete",
+            rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=key, mod_revision=mod_revision),
+            rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, prev_kv=True)),
+            rpc.RequestOp(request_range=rpc.RangeRequest(key=key)),
+        )
+        if resp.succeeded:
+            prev = resp.responses[0].response_delete_range.prev_kvs
+            return TxnResult(True, resp.header.revision, _kv(prev[0]) if prev else None)
+        return self._result(resp, failure_range=True)
+
+    @staticmethod
+    def _result(resp: Any, *, failure_range: bool) -> TxnResult:
+        current = None
+        if not resp.succeeded and failure_range:
+            kvs = resp.responses[0].response_range.kvs
+            current = _kv(kvs[0]) if kvs else None
+        return TxnResult(bool(resp.succeeded), int(resp.header.revision), current)
+
+    # -- maintenance ----------------------------------------------------------------------------------
+
+    async def compact(self, revision: int) -> None:
+        """Compact history below ``revision`` and wait until it is physically applied."""
+        await self._call(
+            "compact",
+            self._stub(self._kv).Compact,
+            rpc.CompactionRequest(revision=revision, physical=True),
+        )
+
+    async def version(self) -> str:
+        """The etcd server version of the member answering, e.g. ``"3.4.23"``."""
+        resp = await self._call("status", self._stub(self._maintenance).Status, rpc.StatusRequest())
+        return str(resp.version)
+
+    # -- watch ---------------------------------------------------------------------------------------
+
+    def watch(self, key: bytes, range_end: bytes, *, start_revision: int) -> EtcdWatch:
+        """One watch stream of ``[key, range_end)`` from ``start_revision``, with etcd's periodic
+        progress notifications. Use as ``async with client.watch(...) as w: async for ...``."""
+        return EtcdWatch(self._stub(self._watch), key, range_end, start_revision)
+
+
+class EtcdWatch:
+    """One gRPC watch stream holding exactly one etcd watcher.
+
+    Iterating yields :class:`WatchBatch` in revision order. A compacted start revision raises
+    :class:`ExpiredError` (with ``oldest_revision``); a broken stream raises
+    :class:`EtcdUnavailableError`; the caller resumes from the last revision it saw.
+    """
+
+    def __init__(self, stub: Any, key: bytes, range_end: bytes, start_revision: int) -> None:
+        self._stub = stub
+        self._request = rpc.WatchRequest(
+            create_request=rpc.WatchCreateRequest(
+                key=key,
+                range_end=range_end,
+                start_revision=start_revision,
+                progress_notify=True,
+            )
+        )
+        self._call: Any = None
+
+    async def __aenter__(self) -> EtcdWatch:
+        self._call = self._stub.Watch()
+        try:
+            await self._call.write(self._request)
+            created = await self._read()
+            if not created.created:
+                raise InternalError("etcd watch: first response was not the creation")
+            self._check_canceled(created)
+        except BaseException:
+            self._call.cancel()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._call.cancel()
+
+    def __aiter__(self) -> EtcdWatch:
+        return self
+
+    async def _read(self) -> Any:
+        try:
+            resp = await self._call.read()
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err, "watch") from err
+        if resp is grpc.aio.EOF:
+            raise EtcdUnavailableError("etcd closed the watch stream")
+        return resp
+
+    @staticmethod
+    def _check_canceled(resp: Any) -> None:
+        if resp.compact_revision:
+            raise ExpiredError(
+                f"etcd compacted the watched history up to revision {resp.compact_revision}",
+                oldest_revision=int(resp.compact_revision),
+            )
+        if resp.canceled:
+            raise EtcdUnavailableError(f"etcd canceled the watch: {resp.cancel_reason}")
+
+    async def __anext__(self) -> WatchBatch:
+        resp = await self._read()
+        self._check_canceled(resp)
+        events = tuple(RawEvent(EventType(ev.type), _kv(ev.kv)) for ev in resp.events)
+        return WatchBatch(int(resp.header.revision), events)

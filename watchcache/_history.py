@@ -1,0 +1,118 @@
+"""The window of recent changes of one resource: what watches from a past resourceVersion replay.
+
+A :class:`Change` is one etcd event after it entered the cache: the object's new entry (a tombstone for
+a deletion), its previous entry, and memoized wire bytes, so every watcher of the same version and
+event type shares one encoding.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import orjson
+
+from ._store import Codec, Entry
+
+__all__ = ["Change", "ChangeType", "Window"]
+
+
+class ChangeType(StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+_WIRE_HEAD = {t: b'{"type":"' + t.value.encode() + b'","object":' for t in ChangeType}
+
+
+@dataclass(slots=True, eq=False)
+class Change:
+    type: ChangeType
+    entry: Entry
+    """The new state; for a deletion the last state, with the deletion's resourceVersion."""
+    prev: Entry | None
+    """The state before this change (None for a creation): an etcd-protocol watcher's ``prev_kv``."""
+    _wire: dict[tuple[ChangeType, str], bytes] = field(default_factory=dict)
+    _leave: bytes | None = None
+
+    @property
+    def revision(self) -> int:
+        return self.entry.revision
+
+    def object_json(self, event_type: ChangeType, codec: Codec) -> bytes:
+        """The object sent with ``event_type`` (primary apiVersion).
+
+        An object leaving a watcher's selector is sent, as Kubernetes does, as DELETED carrying its
+        previous content with this change's resourceVersion.
+        """
+        if event_type is ChangeType.DELETED and self.type is not ChangeType.DELETED:
+            if self._leave is None:
+                assert self.prev is not None, "only an update can leave a selector"
+                self._leave = codec.reencode(self.prev, self.revision)
+            return self._leave
+        return self.entry.json
+
+    def wire(self, event_type: ChangeType, codec: Codec, api_version: str) -> bytes:
+        """The watch event line ``{"type": ..., "object": ...}\\n``, encoded once per type and version.
+
+        ``event_type`` differs from :attr:`type` for a watcher whose selector the object enters
+        (ADDED) or leaves (DELETED).
+        """
+        key = (event_type, api_version)
+        line = self._wire.get(key)
+        if line is None:
+            obj = codec.for_version(self.object_json(event_type, codec), api_version)
+            line = self._wire[key] = _WIRE_HEAD[event_type] + obj + b"}\n"
+        return line
+
+
+def wire_object(event_type: str, obj: object) -> bytes:
+    """A watch event line for an object built on the spot (bookmarks, errors)."""
+    return orjson.dumps({"type": event_type, "object": obj}) + b"\n"
+
+
+class Window:
+    """The most recent changes, in revision order, bounded by ``capacity``.
+
+    Invariant: every change with ``revision > oldest_revision`` is held, so a watch from any
+    resourceVersion ``>= oldest_revision`` can be replayed exactly.
+    """
+
+    def __init__(self, capacity: int, start_revision: int) -> None:
+        if capacity < 1:
+            raise ValueError("the window needs room for at least one change")
+        self.capacity = capacity
+        self.oldest_revision = start_revision
+        self._changes: list[Change] = []
+        self._head = 0  # index of the oldest retained change; the list is trimmed in amortized O(1)
+
+    def __len__(self) -> int:
+        return len(self._changes) - self._head
+
+    def append(self, change: Change) -> None:
+        self._changes.append(change)
+        if len(self) > self.capacity:
+            dropped = self._changes[self._head]
+            self._head += 1
+            # Changes sharing a revision (one transaction) must go together, or replay would be
+            # partial; the next change with the same revision is dropped on the following append.
+            self.oldest_revision = dropped.revision
+            if self._head >= self.capacity:
+                del self._changes[: self._head]
+                self._head = 0
+
+    def since(self, revision: int) -> list[Change]:
+        """Every change with a revision greater than ``revision``, oldest first.
+
+        The caller checks ``revision >= oldest_revision`` first.
+        """
+        i = bisect.bisect_right(self._changes, revision, lo=self._head, key=lambda c: c.revision)
+        return self._changes[i:]
+
+    def reset(self, start_revision: int) -> None:
+        """Forget every change: after a relist, only watches from ``start_revision`` on are exact."""
+        self._changes = []
+        self._head = 0
+        self.oldest_revision = start_revision

@@ -1,0 +1,789 @@
+"""Kubernetes API semantics of one resource, over its cache and etcd: the embedded Python API.
+
+This module decides what a request means — resourceVersion and resourceVersionMatch rules, selectors,
+pages and continue tokens, watch start points and bookmarks, and the writes with their preconditions —
+following kube-apiserver. Reads are served from the cache; writes go to etcd, one transaction each.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import datetime
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import orjson
+
+from ._cacher import Cache
+from ._errors import (
+    AlreadyExistsError,
+    BadRequestError,
+    ConflictError,
+    ExpiredError,
+    InternalError,
+    InvalidError,
+    NotFoundError,
+)
+from ._etcd import KeyValue
+from ._history import _WIRE_HEAD, Change, ChangeType, wire_object
+from ._selectors import Selector
+from ._store import Entry, Snapshot
+from ._watchers import Bookmark, CacheWatcher, Enter, Initial, Item, Leave, WatchErrorItem
+
+__all__ = ["ListResult", "Resource", "ResourceSpec", "Watch", "WatchEvent"]
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+_MAX_WRITE_ATTEMPTS = 16
+_CONTINUE_VERSION = "watchcache/v1"
+# Kubernetes' generateName alphabet: no vowels (no words), no look-alikes.
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSpec:
+    """A served resource: all ``versions`` share one storage (no conversion)."""
+
+    group: str
+    """API group, e.g. ``wardle.example.com``."""
+    resource: str
+    """Plural, lower-case resource name, e.g. ``flunders``."""
+    kind: str
+    """Kind of one object, e.g. ``Flunder``; lists are ``{kind}List``."""
+    namespaced: bool = True
+    """Whether objects live in namespaces."""
+    versions: tuple[str, ...] = ("v1",)
+    """Served versions; the first is the default of the Python API."""
+
+    @property
+    def qualified(self) -> str:
+        """``resource.group``, as Kubernetes names a resource in messages."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    def api_version(self, version: str) -> str:
+        return f"{self.group}/{version}" if self.group else version
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """One LIST answer: raw items are the objects' JSON, serialized once when they entered the cache."""
+
+    resource_version: str
+    continue_token: str | None
+    remaining_item_count: int | None
+    raw_items: list[bytes]
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The items as dicts (parsed on each access)."""
+        return [orjson.loads(raw) for raw in self.raw_items]
+
+
+EventTypeName = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One watch event, as it goes on the wire: ``type`` and the object's JSON."""
+
+    type: EventTypeName
+    raw: bytes
+    """The object's JSON (a ``Status`` for ERROR)."""
+    revision: int
+    """The event's resourceVersion (0 for ERROR)."""
+
+    @property
+    def object(self) -> dict[str, Any]:
+        obj: dict[str, Any] = orjson.loads(self.raw)
+        return obj
+
+
+def _parse_revision(value: str | int | None, what: str = "resourceVersion") -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        revision = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        revision = int(value)
+    else:
+        raise BadRequestError(f"invalid {what}: {str(value)[:64]!r}: must be a non-negative integer")
+    if revision < 0:
+        raise BadRequestError(f"invalid {what}: {revision}: must be a non-negative integer")
+    return revision
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Resource:
+    """Kubernetes-style LIST, GET, WATCH and writes for one resource (see the README)."""
+
+    def __init__(self, spec: ResourceSpec, cache: Cache) -> None:
+        self.spec = spec
+        self.cache = cache
+        self._layout = cache.layout
+        self._codec = cache.codec
+        self._default_version = spec.versions[0]
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _api_version(self, version: str | None) -> str:
+        version = version or self._default_version
+        if version not in self.spec.versions:
+            raise NotFoundError(f"version {version!r} of {self.spec.qualified} is not served")
+        return self.spec.api_version(version)
+
+    @property
+    def is_ready(self) -> bool:
+        return self.cache.ready.is_set()
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait for the cache's initial load (429 TooManyRequests after ``timeout``)."""
+        await self.cache.wait_ready(self.cache.settings.ready_timeout if timeout is None else timeout)
+
+    async def _fresh(self, revision: int | None) -> int:
+        """Bring the cache to a state a read at ``revision`` may see; None means consistent."""
+        await self.wait_ready()
+        if revision is None:
+            return await self.cache.sync()
+        if revision > 0:
+            await self.cache.wait_for(revision, self.cache.settings.wait_timeout)
+        return revision
+
+    def _scope(self, namespace: str | None) -> str | None:
+        """The namespace a collection request is restricted to (validated), or None for all."""
+        if namespace is None or namespace == "":
+            return None
+        if not self.spec.namespaced:
+            raise BadRequestError(f"{self.spec.qualified} is not namespaced")
+        self._layout.list_range(namespace)  # validates
+        return namespace
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get_raw(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        resource_version: str | int | None = None,
+        version: str | None = None,
+    ) -> bytes:
+        """One object's JSON. resourceVersion unset: consistent; ``0``: any cached state; ``N``: at
+        least as new as N."""
+        api_version = self._api_version(version)
+        key = self._layout.object_key(namespace, name)
+        await self._fresh(_parse_revision(resource_version))
+        entry = self.cache.store.get(key)
+        if entry is None:
+            raise NotFoundError.for_object(self.spec.qualified, name)
+        return self._codec.for_version(entry.json, api_version)
+
+    async def get(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        resource_version: str | int | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """One object (see :meth:`get_raw`)."""
+        raw = await self.get_raw(
+            name, namespace=namespace, resource_version=resource_version, version=version
+        )
+        obj: dict[str, Any] = orjson.loads(raw)
+        return obj
+
+    async def list(
+        self,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | int | None = None,
+        resource_version_match: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        version: str | None = None,
+    ) -> ListResult:
+        """LIST as Kubernetes defines it, served from the cache.
+
+        resourceVersion unset: consistent (every write etcd acknowledged before the call is in).
+        ``0``: any cached state, at once. ``N``: a state at least as new as N (waits up to 3 s, then
+        504). ``resource_version_match="Exact"``: the state at exactly N. ``limit``/``continue``:
+        pages of one snapshot.
+        """
+        api_version = self._api_version(version)
+        scope = self._scope(namespace)
+        selector = Selector.parse(label_selector, field_selector)
+        if limit is not None and limit < 0:
+            raise BadRequestError(f"invalid limit: {limit}: must be a non-negative integer")
+        limit = limit or 0
+        revision = _parse_revision(resource_version)
+        start, end = self._layout.list_range(scope)
+
+        if continue_token:
+            if revision is not None:
+                raise BadRequestError("specifying resource version is not allowed when using continue")
+            if resource_version_match:
+                raise BadRequestError("resourceVersionMatch is forbidden when using continue")
+            at, after = self._decode_continue(continue_token)
+            await self.wait_ready()
+            return await self._page_at(
+                revision=at,
+                start=max(after, start),
+                end=end,
+                selector=selector,
+                limit=limit,
+                api_version=api_version,
+            )
+
+        exact = self._match(resource_version_match, revision)
+        await self._fresh(revision)
+        if exact:
+            assert revision is not None
+            if revision > self.cache.revision:
+                await self.cache.wait_for(revision, self.cache.settings.wait_timeout)
+            return await self._page_at(
+                revision=revision,
+                start=start,
+                end=end,
+                selector=selector,
+                limit=limit,
+                api_version=api_version,
+            )
+        if limit:
+            return self._page(
+                self.cache.snapshot(),
+                start=start,
+                end=end,
+                selector=selector,
+                limit=limit,
+                api_version=api_version,
+            )
+        return ListResult(
+            resource_version=str(self.cache.revision),
+            continue_token=None,
+            remaining_item_count=None,
+            raw_items=self._select(self.cache.store.values(start, end), selector, api_version),
+        )
+
+    @staticmethod
+    def _match(match: str | None, revision: int | None) -> bool:
+        """Whether the list is Exact; validates resourceVersionMatch as Kubernetes does."""
+        if not match:
+            return False
+        if match not in ("NotOlderThan", "Exact"):
+            raise BadRequestError(
+                f"unsupported resourceVersionMatch {match[:64]!r}: want NotOlderThan or Exact"
+            )
+        if revision is None:
+            raise BadRequestError("resourceVersionMatch is forbidden unless resourceVersion is set")
+        if match == "Exact" and revision == 0:
+            raise BadRequestError('resourceVersionMatch "Exact" is forbidden for resourceVersion 0')
+        return match == "Exact"
+
+    def _select(self, entries: Iterable[Entry], selector: Selector, api_version: str) -> builtins.list[bytes]:
+        for_version = self._codec.for_version
+        if selector.empty:
+            return [for_version(e.json, api_version) for e in entries]
+        matches = selector.matches
+        return [for_version(e.json, api_version) for e in entries if matches(e.name, e.namespace, e.labels)]
+
+    async def _page_at(
+        self,
+        *,
+        revision: int,
+        start: bytes,
+        end: bytes,
+        selector: Selector,
+        limit: int,
+        api_version: str,
+    ) -> ListResult:
+        snap = self.cache.state_at(revision)
+        if snap is not None:
+            return self._page(
+                snap, start=start, end=end, selector=selector, limit=limit, api_version=api_version
+            )
+        if revision > self.cache.revision:
+            raise InternalError(f"revision {revision} is ahead of the cache")
+        # Older than the window: etcd still has it unless it was compacted.
+        try:
+            entries, more = await self.cache.read_at(revision, start, end, limit)
+        except ExpiredError:
+            raise ExpiredError(
+                f"too old resource version: {revision}: the state there was compacted; "
+                "start a new list without resourceVersion or continue"
+            ) from None
+        return self._page(
+            Snapshot(revision, entries),
+            start=start,
+            end=end,
+            selector=selector,
+            limit=limit,
+            api_version=api_version,
+            more_in_etcd=more,
+        )
+
+    def _page(
+        self,
+        snap: Snapshot,
+        *,
+        start: bytes,
+        end: bytes,
+        selector: Selector,
+        limit: int,
+        api_version: str,
+        more_in_etcd: bool = False,
+    ) -> ListResult:
+        entries = snap.entries
+        i = snap.position(start)
+        stop = snap.position(end) if end else len(entries)
+        items: builtins.list[bytes] = []
+        for_version = self._codec.for_version
+        last: Entry | None = None
+        while i < stop and (not limit or len(items) < limit):
+            entry = entries[i]
+            i += 1
+            last = entry
+            if selector.empty or selector.matches(entry.name, entry.namespace, entry.labels):
+                items.append(for_version(entry.json, api_version))
+        more = i < stop or more_in_etcd
+        token = None
+        remaining = None
+        if more and last is not None:
+            token = self._encode_continue(snap.revision, last.key)
+            if selector.empty and not more_in_etcd:
+                remaining = stop - i
+        return ListResult(str(snap.revision), token, remaining, items)
+
+    def _encode_continue(self, revision: int, last_key: bytes) -> str:
+        suffix = last_key[len(self._layout.resource_prefix) :].decode()
+        raw = orjson.dumps({"v": _CONTINUE_VERSION, "rv": revision, "start": suffix + "\0"})
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _decode_continue(self, token: str) -> tuple[int, bytes]:
+        """(revision, first key to return) of a continue token; 400 for anything not ours."""
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            data = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            if not isinstance(data, dict) or data.get("v") != _CONTINUE_VERSION:
+                raise ValueError("not a watchcache continue token")
+            revision, start = data["rv"], data["start"]
+            if not isinstance(revision, int) or isinstance(revision, bool) or revision <= 0:
+                raise ValueError("bad revision")
+            if (
+                not isinstance(start, str)
+                or not start
+                or "/" in start.strip("/").replace("/", "", 1 if self.spec.namespaced else 0)
+            ):
+                raise ValueError("bad start key")
+        except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error) as err:
+            raise BadRequestError(f"invalid continue token: {err}") from None
+        return revision, self._layout.resource_prefix + start.encode()
+
+    # -- watch -------------------------------------------------------------------------------------
+
+    def watch(
+        self,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | int | None = None,
+        resource_version_match: str | None = None,
+        send_initial_events: bool | None = None,
+        allow_bookmarks: bool = False,
+        version: str | None = None,
+    ) -> Watch:
+        """A watch, started on first use: ``async for event in resource.watch(...)``.
+
+        From ``resource_version=N``: every change after N, in order. Unset or ``0``: ADDED for every
+        current object, then changes (unset waits for a consistent state first). With
+        ``send_initial_events=True`` (and ``allow_bookmarks``), the initial ADDEDs end with a
+        BOOKMARK annotated ``k8s.io/initial-events-end``. A resourceVersion older than the cache's
+        window yields one ERROR event (410 Expired) and the watch ends.
+        """
+        return Watch(
+            self,
+            dict(
+                namespace=namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                resource_version=resource_version,
+                resource_version_match=resource_version_match,
+                send_initial_events=send_initial_events,
+                allow_bookmarks=allow_bookmarks,
+                version=version,
+            ),
+        )
+
+    async def _open_watch(
+        self,
+        *,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        resource_version: str | int | None,
+        resource_version_match: str | None,
+        send_initial_events: bool | None,
+        allow_bookmarks: bool,
+        version: str | None,
+    ) -> tuple[CacheWatcher | None, Item | None, str]:
+        api_version = self._api_version(version)
+        scope = self._scope(namespace)
+        selector = Selector.parse(label_selector, field_selector)
+        revision = _parse_revision(resource_version)
+        if send_initial_events is not None:
+            if resource_version_match != "NotOlderThan":
+                raise BadRequestError("sendInitialEvents requires resourceVersionMatch=NotOlderThan")
+            if send_initial_events and not allow_bookmarks:
+                raise BadRequestError("sendInitialEvents requires allowWatchBookmarks=true")
+        elif resource_version_match:
+            raise BadRequestError(
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is set"
+            )
+        await self._fresh(revision)
+        initial = (revision in (None, 0)) if send_initial_events is None else send_initial_events
+        since = None if initial else (revision or self.cache.revision)
+        try:
+            watcher = self.cache.watch(
+                selector=selector,
+                namespace=scope,
+                since=since,
+                allow_bookmarks=allow_bookmarks,
+                initial_end_bookmark=bool(send_initial_events),
+            )
+        except ExpiredError as err:
+            return None, WatchErrorItem(err.status()), api_version
+        return watcher, None, api_version
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def _served(self, obj: dict[str, Any], revision: int, api_version: str) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(revision)
+        obj["apiVersion"] = api_version
+        obj.setdefault("kind", self.spec.kind)
+        return obj
+
+    def _metadata(self, obj: object) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise BadRequestError("the object must be a JSON object")
+        meta = obj.get("metadata", {})
+        if not isinstance(meta, dict):
+            raise BadRequestError("metadata must be a JSON object")
+        return dict(meta)
+
+    def _namespace_of(self, meta: dict[str, Any], namespace: str | None) -> str | None:
+        body_ns = meta.get("namespace")
+        if body_ns is not None and not isinstance(body_ns, str):
+            raise BadRequestError("metadata.namespace must be a string")
+        if not self.spec.namespaced:
+            if namespace:
+                raise BadRequestError(f"{self.spec.qualified} is not namespaced")
+            meta.pop("namespace", None)
+            return None
+        if namespace and body_ns and body_ns != namespace:
+            raise BadRequestError(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        ns = namespace or body_ns
+        if not ns:
+            raise BadRequestError(f"a namespace is required for {self.spec.qualified}")
+        meta["namespace"] = ns
+        return str(ns)
+
+    async def create(
+        self, obj: dict[str, Any], *, namespace: str | None = None, version: str | None = None
+    ) -> dict[str, Any]:
+        """Create ``obj`` (409 AlreadyExists if its name is taken); returns it as stored."""
+        api_version = self._api_version(version)
+        meta = self._metadata(obj)
+        ns = self._namespace_of(meta, namespace)
+        name = meta.get("name")
+        if not name:
+            generate = meta.get("generateName")
+            if not generate or not isinstance(generate, str):
+                raise InvalidError(
+                    "metadata.name: Required value: name or generateName is required",
+                    details={"kind": self.spec.kind, "causes": [{"field": "metadata.name"}]},
+                )
+            name = generate + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+        if not isinstance(name, str):
+            raise BadRequestError("metadata.name must be a string")
+        key = self._layout.object_key(ns, name)
+        meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now())
+        meta.pop("resourceVersion", None)
+        stored = {**obj, "apiVersion": api_version, "metadata": meta}
+        stored.setdefault("kind", self.spec.kind)
+        result = await self.cache.etcd.create(key, orjson.dumps(stored))
+        if not result.succeeded:
+            raise AlreadyExistsError.for_object(self.spec.qualified, name)
+        return self._served(stored, result.revision, api_version)
+
+    async def update(
+        self, obj: dict[str, Any], *, namespace: str | None = None, version: str | None = None
+    ) -> dict[str, Any]:
+        """Replace an existing object (404 if absent). A ``metadata.resourceVersion`` in ``obj``
+        must equal the current one (409 Conflict); ``uid`` and ``creationTimestamp`` are kept."""
+        meta = self._metadata(obj)
+        ns = self._namespace_of(meta, namespace)
+        name = meta.get("name")
+        if not name or not isinstance(name, str):
+            raise BadRequestError("metadata.name is required for an update")
+        precondition = _parse_revision(meta.get("resourceVersion"), "metadata.resourceVersion")
+        body = {**obj, "metadata": meta}
+        return await self.guaranteed_update(
+            name,
+            lambda _current: body,
+            namespace=ns,
+            version=version,
+            resource_version=precondition,
+        )
+
+    async def guaranteed_update(
+        self,
+        name: str,
+        mutate: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        namespace: str | None = None,
+        version: str | None = None,
+        resource_version: int | None = None,
+    ) -> dict[str, Any]:
+        """Apply ``mutate`` to the current object and write the result with a precondition on the
+        revision it was computed from, retrying on conflicts — kube-apiserver's GuaranteedUpdate.
+
+        ``resource_version`` (or a ``metadata.resourceVersion`` that ``mutate`` returns) must match
+        the current one, else 409 Conflict.
+        """
+        api_version = self._api_version(version)
+        key = self._layout.object_key(namespace, name)
+        cached = self.cache.store.get(key)
+        current: KeyValue | None = cached.kv if cached is not None else None
+        fresh = current is None
+        if current is None:
+            _, current = await self.cache.etcd.get(key)
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            if current is None:
+                raise NotFoundError.for_object(self.spec.qualified, name)
+            if resource_version is not None and resource_version != current.mod_revision:
+                if not fresh:  # the cache may lag: only etcd's answer can refuse
+                    _, current, fresh = *(await self.cache.etcd.get(key)), True
+                    continue
+                raise self._conflict(name)
+            obj = self._decode_stored(current, name)
+            uid, created = obj["metadata"].get("uid"), obj["metadata"].get("creationTimestamp")
+            self._served(obj, current.mod_revision, api_version)
+            new = mutate(obj)
+            meta = self._metadata(new)
+            wanted = _parse_revision(meta.pop("resourceVersion", None), "metadata.resourceVersion")
+            if wanted is not None and wanted != current.mod_revision:
+                if not fresh:
+                    _, current, fresh = *(await self.cache.etcd.get(key)), True
+                    continue
+                raise self._conflict(name)
+            meta.update(name=name, uid=uid, creationTimestamp=created)
+            if namespace:
+                meta["namespace"] = namespace
+            stored = {**new, "apiVersion": api_version, "metadata": meta}
+            stored.setdefault("kind", self.spec.kind)
+            value = orjson.dumps(stored)
+            if value == current.value:
+                return self._served(stored, current.mod_revision, api_version)
+            result = await self.cache.etcd.replace(key, value, mod_revision=current.mod_revision)
+            if result.succeeded:
+                return self._served(stored, result.revision, api_version)
+            current, fresh = result.current, True
+        raise ConflictError.for_object(self.spec.qualified, name, "too many concurrent writers; try again")
+
+    def _conflict(self, name: str) -> ConflictError:
+        return ConflictError.for_object(
+            self.spec.qualified,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+
+    def _decode_stored(self, kv: KeyValue, name: str) -> dict[str, Any]:
+        try:
+            obj = orjson.loads(kv.value)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise InternalError(f'{self.spec.qualified} "{name}": stored value is not a JSON object')
+        if not isinstance(obj.get("metadata"), dict):
+            obj["metadata"] = {}
+        return obj
+
+    async def delete(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        resource_version: str | int | None = None,
+        uid: str | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """Delete an object; returns it with the deletion's resourceVersion. ``resource_version``
+        and ``uid`` are preconditions (409 Conflict when they do not hold); 404 if absent."""
+        api_version = self._api_version(version)
+        key = self._layout.object_key(namespace, name)
+        precondition = _parse_revision(resource_version, "preconditions.resourceVersion")
+        cached = self.cache.store.get(key)
+        current: KeyValue | None = cached.kv if cached is not None else None
+        fresh = current is None
+        if current is None:
+            _, current = await self.cache.etcd.get(key)
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            if current is None:
+                raise NotFoundError.for_object(self.spec.qualified, name)
+            obj = self._decode_stored(current, name)
+            problem = None
+            if precondition is not None and precondition != current.mod_revision:
+                problem = (
+                    f"Precondition failed: ResourceVersion in precondition: {precondition}, "
+                    f"ResourceVersion in object meta: {current.mod_revision}"
+                )
+            elif uid is not None and uid != obj["metadata"].get("uid"):
+                problem = (
+                    f"Precondition failed: UID in precondition: {uid}, "
+                    f"UID in object meta: {obj['metadata'].get('uid')}"
+                )
+            if problem is not None:
+                if not fresh:
+                    _, current, fresh = *(await self.cache.etcd.get(key)), True
+                    continue
+                raise ConflictError.for_object(self.spec.qualified, name, problem)
+            result = await self.cache.etcd.delete(key, mod_revision=current.mod_revision)
+            if result.succeeded:
+                return self._served(obj, result.revision, api_version)
+            current, fresh = result.current, True
+        raise ConflictError.for_object(self.spec.qualified, name, "too many concurrent writers; try again")
+
+
+class Watch:
+    """An open watch: an async iterator of :class:`WatchEvent`, and an async context manager that
+    unregisters it. The HTTP layer reads :meth:`next_chunk` (ready-made wire bytes) instead."""
+
+    def __init__(self, resource: Resource, options: dict[str, Any]) -> None:
+        self._resource = resource
+        self._options = options
+        self._watcher: CacheWatcher | None = None
+        self._pending: list[Item] = []
+        self._opened = False
+        self._done = False
+        self._api_version = ""
+        self._events: Iterator[WatchEvent] = iter(())
+        #: The resourceVersion of the last event returned: where a client re-watches from.
+        self.resource_version = ""
+
+    async def open(self) -> Watch:
+        """Start the watch; setup errors (bad parameters, 504 for a future resourceVersion) raise."""
+        if self._opened:
+            return self
+        self._opened = True
+        watcher, error, self._api_version = await self._resource._open_watch(**self._options)
+        self._watcher = watcher
+        if error is not None:
+            self._pending = [error]
+        return self
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._resource.cache.close_watcher(self._watcher)
+        self._done = True
+
+    async def __aenter__(self) -> Watch:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> Watch:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        for event in self._events:
+            return event
+        events = await self.next_events()
+        if not events:
+            raise StopAsyncIteration
+        self._events = iter(events)
+        return next(self._events)
+
+    async def _next_items(self) -> list[Item]:
+        await self.open()
+        if self._pending:
+            items, self._pending = self._pending, []
+            self._done = True
+            return items
+        if self._done or self._watcher is None:
+            return []
+        items = await self._watcher.next_batch()
+        if not items:
+            self.close()
+        elif isinstance(items[-1], WatchErrorItem):
+            self._done = True
+        return items
+
+    async def next_events(self) -> list[WatchEvent]:
+        """The next events (waiting while there are none); ``[]`` once the watch has ended."""
+        return [self._event(item) for item in await self._next_items()]
+
+    async def next_chunk(self) -> bytes:
+        """The next events as watch-stream lines, ready to write; ``b""`` once ended."""
+        return b"".join([self._wire(item) for item in await self._next_items()])
+
+    def _event(self, item: Item) -> WatchEvent:
+        codec, av = self._resource._codec, self._api_version
+        if isinstance(item, Change):
+            event = WatchEvent(item.type.value, codec.for_version(item.entry.json, av), item.revision)
+        elif isinstance(item, Enter):
+            event = WatchEvent("ADDED", codec.for_version(item.change.entry.json, av), item.change.revision)
+        elif isinstance(item, Leave):
+            raw = item.change.object_json(ChangeType.DELETED, codec)
+            event = WatchEvent("DELETED", codec.for_version(raw, av), item.change.revision)
+        elif isinstance(item, Initial):
+            event = WatchEvent("ADDED", codec.for_version(item.entry.json, av), item.entry.revision)
+        elif isinstance(item, Bookmark):
+            event = WatchEvent("BOOKMARK", orjson.dumps(self._bookmark(item)), item.revision)
+        else:
+            return WatchEvent("ERROR", orjson.dumps(item.status), 0)
+        self.resource_version = str(event.revision)
+        return event
+
+    def _wire(self, item: Item) -> bytes:
+        codec, av = self._resource._codec, self._api_version
+        if isinstance(item, Change):
+            self.resource_version = str(item.revision)
+            return item.wire(item.type, codec, av)
+        if isinstance(item, Enter):
+            self.resource_version = str(item.change.revision)
+            return item.change.wire(ChangeType.ADDED, codec, av)
+        if isinstance(item, Leave):
+            self.resource_version = str(item.change.revision)
+            return item.change.wire(ChangeType.DELETED, codec, av)
+        if isinstance(item, Initial):
+            self.resource_version = str(item.entry.revision)
+            return _WIRE_HEAD[ChangeType.ADDED] + codec.for_version(item.entry.json, av) + b"}\n"
+        if isinstance(item, Bookmark):
+            self.resource_version = str(item.revision)
+            return wire_object("BOOKMARK", self._bookmark(item))
+        return wire_object("ERROR", item.status)
+
+    def _bookmark(self, item: Bookmark) -> dict[str, Any]:
+        meta: dict[str, Any] = {"resourceVersion": str(item.revision)}
+        if item.initial_events_end:
+            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+        return {"kind": self._resource.spec.kind, "apiVersion": self._api_version, "metadata": meta}

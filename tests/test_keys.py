@@ -9,12 +9,8 @@ from hypothesis import strategies as st
 from watchcache._errors import BadRequestError, InvalidError
 from watchcache._keys import KeyLayout, prefix_range_end, validate_name, validate_namespace
 
-NAMESPACED = KeyLayout(
-    prefix="/registry", group="wardle.example.com", resource="flunders", namespaced=True
-)
-CLUSTER = KeyLayout(
-    prefix="/registry", group="wardle.example.com", resource="fischers", namespaced=False
-)
+NAMESPACED = KeyLayout(prefix="/registry", group="wardle.example.com", resource="flunders", namespaced=True)
+CLUSTER = KeyLayout(prefix="/registry", group="wardle.example.com", resource="fischers", namespaced=False)
 
 # Written independently of the implementation's patterns, and bounded to stay within the limits.
 VALID_NAMES = st.from_regex(
@@ -106,9 +102,7 @@ def test_layout_keys() -> None:
     """Prefixes, the progress key and object keys follow the SPEC's layout."""
     assert NAMESPACED.resource_prefix == b"/registry/wardle.example.com/flunders/"
     assert NAMESPACED.progress_key == b"/registry/wardle.example.com/flunders"
-    assert NAMESPACED.object_key("default", "foo") == (
-        b"/registry/wardle.example.com/flunders/default/foo"
-    )
+    assert NAMESPACED.object_key("default", "foo") == (b"/registry/wardle.example.com/flunders/default/foo")
     assert CLUSTER.object_key(None, "foo") == b"/registry/wardle.example.com/fischers/foo"
     assert CLUSTER.object_key("", "foo") == b"/registry/wardle.example.com/fischers/foo"
 
@@ -165,9 +159,7 @@ def test_object_key_scope_errors() -> None:
         CLUSTER.object_key("default", "foo")
 
 
-@pytest.mark.parametrize(
-    "name", ["..", ".", "a/b", "../x", "a%2Fb", "%2F", "a\x00", "Foo", "a" * 254, ""]
-)
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", "a%2Fb", "%2F", "a\x00", "Foo", "a" * 254, ""])
 def test_object_key_rejects_bad_names(name: str) -> None:
     """Names that could escape the resource or are not DNS subdomains never become keys."""
     with pytest.raises(InvalidError):

@@ -314,9 +314,9 @@ def test_label_selector_parse_only_raises_bad_request(text: str) -> None:
 @given(
     st.one_of(
         st.text(),
-        st.lists(
-            st.sampled_from(["metadata.name", "metadata.namespace", "=", "!=", ",", "\\", "x"])
-        ).map("".join),
+        st.lists(st.sampled_from(["metadata.name", "metadata.namespace", "=", "!=", ",", "\\", "x"])).map(
+            "".join
+        ),
     )
 )
 def test_field_selector_parse_only_raises_bad_request(text: str) -> None:

@@ -122,6 +122,7 @@ class Cache:
         self._progress_wanted = asyncio.Event()
         self._snapshots: OrderedDict[int, tuple[Snapshot, float]] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -136,6 +137,7 @@ class Cache:
 
     async def stop(self) -> None:
         """Stop the tasks and end every watcher (their clients see the stream close)."""
+        self._stopped = True
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -147,11 +149,19 @@ class Cache:
         self._by_namespace.clear()
         for waiter in self._waiters:
             if not waiter.future.done():
-                waiter.future.cancel()
+                waiter.future.set_exception(self._stopped_error())
         self._waiters.clear()
+
+    def _stopped_error(self) -> EtcdUnavailableError:
+        return EtcdUnavailableError(f"the cache of {self.name} is stopped", retry_after=1)
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise self._stopped_error()
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until the initial list is in; 429 TooManyRequests after ``timeout`` seconds."""
+        self._check_running()
         if self.ready.is_set():
             return
         try:
@@ -389,7 +399,20 @@ class Cache:
     # -- waiting for revisions (consistent and NotOlderThan reads) ---------------------------------
 
     async def wait_for(self, revision: int, timeout: float) -> None:
-        """Wait until the cache has every change up to ``revision``; 504 Timeout otherwise."""
+        """Wait until the cache has every change up to ``revision``; 504 Timeout otherwise.
+
+        When etcd has already reached ``revision`` (through writes to other keys, say), progress is
+        requested as for a consistent read; a revision etcd has not reached yet is only waited for,
+        so a far-future resourceVersion never makes the cache write.
+        """
+        self._check_running()
+        if self.revision >= revision:
+            return
+        if revision <= await self.etcd.current_revision(self.layout.progress_key):
+            self._progress_wanted.set()
+        await self._wait(revision, timeout)
+
+    async def _wait(self, revision: int, timeout: float) -> None:
         if self.revision >= revision:
             return
         waiter = _Waiter(revision, next(self._seq), asyncio.get_running_loop().create_future())
@@ -416,10 +439,11 @@ class Cache:
     async def sync(self) -> int:
         """Catch up with etcd: afterwards the cache holds every write etcd acknowledged before the
         call. Returns etcd's revision at the call."""
+        self._check_running()
         target = await self.etcd.current_revision(self.layout.progress_key)
         if self.revision < target:
             self._progress_wanted.set()
-            await self.wait_for(target, self.settings.sync_timeout)
+            await self._wait(target, self.settings.sync_timeout)
         return target
 
     async def _request_progress(self) -> None:

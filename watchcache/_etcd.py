@@ -398,7 +398,12 @@ class EtcdWatch:
     async def __aenter__(self) -> EtcdWatch:
         self._call = self._stub.Watch()
         try:
-            await self._call.write(self._request)
+            try:
+                await self._call.write(self._request)
+            except grpc.aio.AioRpcError as err:
+                raise _translate(err, "watch") from err
+            except grpc.aio.UsageError as err:  # the call ended before the request went out
+                raise EtcdUnavailableError(f"etcd watch stream closed: {err}") from err
             created = await self._read()
             if not created.created:
                 raise InternalError("etcd watch: first response was not the creation")

@@ -12,9 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import aetcd
 import pytest
+from certs import CertFiles, TestCA
 from etcd_helpers import etcd_client, unique_prefix
 
+from watchcache._config import parse_config
 from watchcache._embedded import EmbeddedEtcd, EtcdCluster
+from watchcache._service import Service, ServiceOptions
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +72,66 @@ async def etcd_kv(etcd_endpoints: list[str]) -> AsyncIterator[aetcd.Client]:
     """An aetcd client connected to the session etcd, for writing "straight to etcd"."""
     async with etcd_client(etcd_endpoints[0]) as client:
         yield client
+
+
+# -- the HTTP service --------------------------------------------------------------------------------
+
+EXAMPLE_CONFIG = """
+resources:
+  - group: wardle.example.com
+    versions: [v1alpha1, v1beta1]
+    resource: flunders
+    kind: Flunder
+    namespaced: true
+  - group: wardle.example.com
+    versions: [v1alpha1]
+    resource: fischers
+    kind: Fischer
+    namespaced: false
+"""
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    """A throwaway CA for the session's TLS tests."""
+    return TestCA(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def serving_cert(test_ca: TestCA) -> CertFiles:
+    """A serving certificate for 127.0.0.1/localhost signed by ``test_ca``."""
+    return test_ca.issue("watchcache-serving", server=True)
+
+
+@pytest.fixture
+async def service(etcd_endpoints: list[str], prefix: str) -> AsyncIterator[Service]:
+    """watchcache serving the example resources over plain HTTP on a free loopback port."""
+    options = ServiceOptions(
+        config=parse_config(EXAMPLE_CONFIG),
+        etcd_servers=tuple(etcd_endpoints),
+        etcd_prefix=prefix,
+        port=0,
+    )
+    async with Service(options) as svc:
+        assert svc.storage is not None
+        await svc.storage.wait_ready()
+        yield svc
+
+
+@pytest.fixture
+async def tls_service(
+    etcd_endpoints: list[str], prefix: str, serving_cert: CertFiles
+) -> AsyncIterator[Service]:
+    """watchcache serving the example resources over HTTPS (certificate from ``test_ca``)."""
+    options = ServiceOptions(
+        config=parse_config(EXAMPLE_CONFIG),
+        etcd_servers=tuple(etcd_endpoints),
+        etcd_prefix=prefix,
+        port=0,
+        tls_cert_file=serving_cert.cert,
+        tls_private_key_file=serving_cert.key,
+    )
+    async with Service(options) as svc:
+        assert svc.storage is not None
+        await svc.storage.wait_ready()
+        yield svc

@@ -19,6 +19,8 @@ __all__ = [
     "ForbiddenError",
     "InternalError",
     "InvalidError",
+    "MethodNotAllowedError",
+    "NotAcceptableError",
     "NotFoundError",
     "RequestEntityTooLargeError",
     "Status",
@@ -122,6 +124,16 @@ class NotFoundError(StatusError):
             f'{qualified_resource} "{name}" not found',
             details=_object_details(qualified_resource, name),
         )
+
+
+class MethodNotAllowedError(StatusError):
+    code = 405
+    reason = "MethodNotAllowed"
+
+
+class NotAcceptableError(StatusError):
+    code = 406
+    reason = "NotAcceptable"
 
 
 class AlreadyExistsError(StatusError):

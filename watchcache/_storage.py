@@ -44,9 +44,13 @@ class Storage:
         await self.etcd.connect()
         self._started = True
 
+    async def stop_caches(self) -> None:
+        """Stop every cache: open watches end (their clients see the stream close)."""
+        await asyncio.gather(*(r.cache.stop() for r in self._resources.values()))
+
     async def close(self) -> None:
-        resources, self._resources = list(self._resources.values()), {}
-        await asyncio.gather(*(r.cache.stop() for r in resources))
+        await self.stop_caches()
+        self._resources = {}
         await self.etcd.close()
         self._started = False
 

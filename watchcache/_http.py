@@ -1,0 +1,643 @@
+"""The HTTP face of watchcache: Kubernetes REST paths over the embedded API, with aiohttp.
+
+Routing is done here by hand over the raw path, segment by segment, so that an encoded ``%2F`` or a
+``..`` can never change which resource or key a request reaches. Every failure becomes a Kubernetes
+``Status`` in :func:`status_response` (the one place), including aiohttp's own errors and bugs (500).
+WATCH is a chunked response written from pre-serialized event lines, one write per batch of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import json_merge_patch
+import jsonpatch
+import jsonpointer
+import orjson
+from aiohttp import web
+
+from . import _discovery
+from ._auth import Authenticator, Tenant
+from ._errors import (
+    BadRequestError,
+    InternalError,
+    InvalidError,
+    MethodNotAllowedError,
+    NotAcceptableError,
+    NotFoundError,
+    RequestEntityTooLargeError,
+    StatusError,
+    TooManyRequestsError,
+    UnsupportedMediaTypeError,
+)
+from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._metrics import Metrics
+from ._resource import Resource, ResourceSpec
+from ._storage import Storage
+
+__all__ = ["APIServer", "ServerSettings", "status_response"]
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0", ""}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """HTTP-level limits and timeouts."""
+
+    max_body_bytes: int = 3 * 1024 * 1024
+    """Largest request body accepted; larger ones get 413 RequestEntityTooLarge."""
+    min_request_timeout: float = 1800.0
+    """A watch without timeoutSeconds ends after a random time in [this, twice this] (kube-apiserver's
+    ``--min-request-timeout``), which spreads re-watches out."""
+    watch_write_timeout: float = 60.0
+    """Seconds a watch response may stay blocked on a client that does not read before the
+    connection is dropped."""
+
+
+def status_response(err: StatusError) -> web.Response:
+    """The HTTP response for an error: its Kubernetes ``Status``, code and ``Retry-After``."""
+    headers = {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
+    return web.Response(body=orjson.dumps(err.status()), status=err.code, content_type=JSON, headers=headers)
+
+
+def _json_response(obj: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type=JSON)
+
+
+def _flag(query: Any, name: str) -> bool | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise BadRequestError(f"invalid {name}: {value[:64]!r}: want true or false")
+
+
+def _int(query: Any, name: str) -> int | None:
+    value = query.get(name)
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        raise BadRequestError(f"invalid {name}: {value[:64]!r}: want a non-negative integer")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A resource path: which resource, through which version, which namespace and object."""
+
+    resource: Resource
+    version: str
+    namespace: str | None
+    name: str | None
+
+
+class APIServer:
+    """The aiohttp application serving every configured resource."""
+
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        resources: Sequence[ResourceSpec],
+        settings: ServerSettings | None = None,
+        authenticator: Authenticator | None = None,
+    ) -> None:
+        self.storage = storage
+        #: None: no tenants are configured and authentication is off.
+        self.authenticator = authenticator
+        self.settings = settings or ServerSettings()
+        self.metrics = Metrics(storage)
+        self.specs = tuple(resources)
+        self._resources: dict[tuple[str, str], Resource] = {
+            (spec.group, spec.resource): storage.resource(spec) for spec in self.specs
+        }
+        self._discovery_cache: dict[str, tuple[bytes, str]] = {}
+
+    def app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[self._errors_middleware],
+            client_max_size=self.settings.max_body_bytes,
+            handler_args={"max_field_size": 16384, "max_line_size": 16384},
+        )
+        get = app.router.add_get
+        get("/healthz", self._healthz, allow_head=False)
+        get("/livez", self._healthz, allow_head=False)
+        get("/readyz", self._readyz, allow_head=False)
+        get("/version", self._version, allow_head=False)
+        get("/metrics", self._metrics, allow_head=False)
+        get("/api", self._api, allow_head=False)
+        get("/openapi/v2", self._openapi_v2, allow_head=False)
+        get("/openapi/v3", self._openapi_v3, allow_head=False)
+        app.router.add_route("*", "/openapi/v3/{tail:.*}", self._openapi_v3_document)
+        app.router.add_route("*", "/apis", self._apis)
+        app.router.add_route("*", "/apis/{tail:.*}", self._apis)
+        return app
+
+    # -- errors, in one place -----------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StatusError as err:
+            if err.code >= 500:
+                log.warning("%s %s: %s", request.method, request.path, err.message)
+            return status_response(err)
+        except web.HTTPException as exc:
+            if exc.status == 413:
+                return status_response(
+                    RequestEntityTooLargeError(
+                        f"the request body is larger than {self.settings.max_body_bytes} bytes"
+                    )
+                )
+            if exc.status == 404:
+                return status_response(NotFoundError("the server could not find the requested resource"))
+            if exc.status == 405:
+                return status_response(MethodNotAllowedError(f"method {request.method} is not allowed here"))
+            if exc.status < 400:
+                raise
+            return status_response(BadRequestError(exc.reason or "bad request"))
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("%s %s: internal error", request.method, request.path)
+            return status_response(InternalError("an internal error occurred; see the server log"))
+
+    # -- who is calling -----------------------------------------------------------------------------
+
+    def _caller(self, request: web.Request) -> Tenant | None:
+        """The authenticated tenant (401 without valid credentials), or None when auth is off."""
+        if self.authenticator is None:
+            return None
+        cn = None
+        if request.transport is not None:
+            cert = request.transport.get_extra_info("peercert")
+            if cert:  # present only when the client CA verified it
+                for rdn in cert.get("subject", ()):
+                    for key, value in rdn:
+                        if key == "commonName":
+                            cn = value
+        return self.authenticator.authenticate(request.headers.get("Authorization"), cn)
+
+    def _visible(self, tenant: Tenant | None) -> tuple[str, tuple[ResourceSpec, ...]]:
+        """(cache key, specs) of what ``tenant`` may see in discovery."""
+        if tenant is None:
+            return "", self.specs
+        return tenant.name, tuple(s for s in self.specs if tenant.can_read(s.group))
+
+    # -- health, discovery, metrics ----------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        waiting = [r.spec.qualified for r in self._resources.values() if not r.is_ready]
+        if waiting:
+            return web.Response(
+                text="not ready: caches loading: " + ", ".join(waiting) + "\n",
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        return web.Response(text="ok")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self._caller(request)
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    def _cached(
+        self, key: str, build: Callable[[], object | None], *, request: web.Request | None = None
+    ) -> web.Response:
+        """A discovery or OpenAPI document, encoded once. A request naming the document's hash (as
+        the OpenAPI v3 index links do) may cache it for good, as with kube-apiserver."""
+        cached = self._discovery_cache.get(key)
+        if cached is None:
+            doc = build()
+            if doc is None:
+                raise NotFoundError("the server could not find the requested resource")
+            body = _discovery.encode(doc)
+            cached = self._discovery_cache[key] = (body, _discovery.document_hash(doc))
+        body, digest = cached
+        response = web.Response(body=body, content_type=JSON)
+        if request is not None and request.query.get("hash") == digest:
+            response.headers["ETag"] = f'"{digest}"'
+            response.headers["Cache-Control"] = "public, immutable"
+            response.headers["Expires"] = "Thu, 31 Dec 2099 23:59:59 GMT"
+        return response
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return self._cached("version", _discovery.version_info)
+
+    async def _api(self, request: web.Request) -> web.Response:
+        self._caller(request)
+        return self._cached("api", _discovery.api_versions)
+
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        # kubectl asks for protobuf only on fallbacks (the v3 documents serve it); like
+        # kube-apiserver for a format it cannot produce, answer 406.
+        if not _discovery.accepts_json(request.headers.get("Accept")):
+            raise NotAcceptableError("only application/json is served for /openapi/v2")
+        who, specs = self._visible(self._caller(request))
+        return self._cached(f"{who}:openapi/v2", lambda: _discovery.openapi_v2(specs))
+
+    async def _openapi_v3(self, request: web.Request) -> web.Response:
+        who, specs = self._visible(self._caller(request))
+        return self._cached(f"{who}:openapi/v3", lambda: _discovery.openapi_v3_index(specs))
+
+    async def _openapi_v3_document(self, request: web.Request) -> web.Response:
+        if request.method != "GET":
+            raise MethodNotAllowedError(f"method {request.method} is not allowed here")
+        parts = request.match_info["tail"].split("/")
+        if len(parts) != 3 or parts[0] != "apis":
+            raise NotFoundError("the server could not find the requested resource")
+        group, version = parts[1], parts[2]
+        who, specs = self._visible(self._caller(request))
+        return self._cached(
+            f"{who}:openapi/v3/{group}/{version}",
+            lambda: _discovery.openapi_v3_document(group, version, specs),
+            request=request,
+        )
+
+    # -- /apis -------------------------------------------------------------------------------------
+
+    async def _apis(self, request: web.Request) -> web.StreamResponse:
+        raw = request.rel_url.raw_path
+        segments = [unquote(s) for s in raw.split("/")[2:]]
+        if segments and segments[-1] == "" and len(segments) <= 3:
+            segments.pop()  # a trailing slash on a discovery path
+        tenant = self._caller(request)
+        if len(segments) <= 2:
+            if request.method != "GET":
+                raise MethodNotAllowedError(f"method {request.method} is not allowed here")
+            who, specs = self._visible(tenant)
+            if not segments:
+                return self._cached(f"{who}:apis", lambda: _discovery.api_group_list(specs))
+            if len(segments) == 1:
+                group = segments[0]
+                return self._cached(f"{who}:apis/{group}", lambda: _discovery.api_group(group, specs))
+            group, version = segments
+            return self._cached(
+                f"{who}:apis/{group}/{version}",
+                lambda: _discovery.api_resource_list(group, version, specs),
+            )
+        return await self._resource_request(request, segments, tenant)
+
+    def _target(self, segments: list[str]) -> _Target:
+        group, version, rest = segments[0], segments[1], segments[2:]
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+            if namespace == "":
+                raise NotFoundError("the server could not find the requested resource")
+        if not 1 <= len(rest) <= 2 or rest[0] == "":
+            raise NotFoundError("the server could not find the requested resource")
+        resource = self._resources.get((group, rest[0]))
+        if resource is None or version not in resource.spec.versions:
+            raise NotFoundError("the server could not find the requested resource")
+        if namespace is not None and not resource.spec.namespaced:
+            raise NotFoundError("the server could not find the requested resource")
+        name = rest[1] if len(rest) == 2 else None
+        if name is not None and resource.spec.namespaced and namespace is None:
+            raise NotFoundError("the server could not find the requested resource")
+        return _Target(resource, version, namespace, name)
+
+    async def _resource_request(
+        self, request: web.Request, segments: list[str], tenant: Tenant | None
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        target = self._target(segments)
+        spec = target.resource.spec
+        verb = "unknown"
+        code = 500
+        try:
+            verb, handler = self._route(request, target)
+            if tenant is not None:
+                tenant.authorize(
+                    verb=verb, group=spec.group, resource=spec.resource, namespace=target.namespace
+                )
+            if not target.resource.is_ready:
+                raise TooManyRequestsError(
+                    f"the cache of {spec.qualified} is still loading; retry shortly", retry_after=1
+                )
+            response = await handler(request, target)
+            code = response.status
+            return response
+        except StatusError as err:
+            code = err.code
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(
+                verb=verb, group=spec.group, resource=spec.resource, code=code, seconds=elapsed
+            )
+            log.debug(
+                "request",
+                extra={
+                    "verb": verb,
+                    "path": request.path,
+                    "code": code,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )
+
+    def _route(
+        self, request: web.Request, target: _Target
+    ) -> tuple[str, Callable[[web.Request, _Target], Awaitable[web.StreamResponse]]]:
+        method = request.method
+        if target.name is None:
+            if method == "GET":
+                if _flag(request.query, "watch"):
+                    return "WATCH", self._watch
+                return "LIST", self._list
+            if method == "POST":
+                if target.resource.spec.namespaced and target.namespace is None:
+                    raise MethodNotAllowedError(
+                        f"create {target.resource.spec.qualified} in a namespace: "
+                        f"POST /apis/{target.resource.spec.group}/{target.version}/namespaces/NS/"
+                        f"{target.resource.spec.resource}"
+                    )
+                return "CREATE", self._create
+        else:
+            if method == "GET":
+                if _flag(request.query, "watch"):
+                    return "WATCH", self._watch
+                return "GET", self._get
+            if method == "PUT":
+                return "UPDATE", self._update
+            if method == "PATCH":
+                return "PATCH", self._patch
+            if method == "DELETE":
+                return "DELETE", self._delete
+        raise MethodNotAllowedError(f"method {method} is not allowed on {request.path}")
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def _get(self, request: web.Request, target: _Target) -> web.Response:
+        assert target.name is not None
+        raw = await target.resource.get_raw(
+            target.name,
+            namespace=target.namespace,
+            resource_version=request.query.get("resourceVersion"),
+            version=target.version,
+        )
+        return web.Response(body=raw, content_type=JSON)
+
+    async def _list(self, request: web.Request, target: _Target) -> web.Response:
+        q = request.query
+        spec = target.resource.spec
+        result = await target.resource.list(
+            namespace=target.namespace,
+            label_selector=q.get("labelSelector"),
+            field_selector=q.get("fieldSelector"),
+            resource_version=q.get("resourceVersion"),
+            resource_version_match=q.get("resourceVersionMatch"),
+            limit=_int(q, "limit"),
+            continue_token=q.get("continue"),
+            version=target.version,
+        )
+        meta: dict[str, Any] = {"resourceVersion": result.resource_version}
+        if result.continue_token:
+            meta["continue"] = result.continue_token
+        if result.remaining_item_count is not None:
+            meta["remainingItemCount"] = result.remaining_item_count
+        head = orjson.dumps(
+            {"kind": f"{spec.kind}List", "apiVersion": spec.api_version(target.version), "metadata": meta}
+        )
+        # The items are the cache's bytes, joined without re-encoding.
+        body = b"".join([head[:-1], b',"items":[', b",".join(result.raw_items), b"]}"])
+        return web.Response(body=body, content_type=JSON)
+
+    async def _watch(self, request: web.Request, target: _Target) -> web.StreamResponse:
+        q = request.query
+        field_selector = q.get("fieldSelector")
+        if target.name is not None:  # the legacy form: watch one object by its path
+            by_name = f"metadata.name={target.name}"
+            field_selector = f"{field_selector},{by_name}" if field_selector else by_name
+        timeout = _int(q, "timeoutSeconds")
+        if timeout is None or timeout == 0:
+            low = self.settings.min_request_timeout
+            timeout_s = low * (1 + random.random())
+        else:
+            timeout_s = float(timeout)
+        watch = target.resource.watch(
+            namespace=target.namespace,
+            label_selector=q.get("labelSelector"),
+            field_selector=field_selector,
+            resource_version=q.get("resourceVersion"),
+            resource_version_match=q.get("resourceVersionMatch"),
+            send_initial_events=_flag(q, "sendInitialEvents"),
+            allow_bookmarks=bool(_flag(q, "allowWatchBookmarks")),
+            version=target.version,
+        )
+        await watch.open()  # errors (400, 504) are still plain responses
+        response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        response.enable_chunked_encoding()
+        try:
+            await response.prepare(request)
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    chunk = await watch.next_chunk()
+                    if not chunk:
+                        break
+                    try:
+                        async with asyncio.timeout(self.settings.watch_write_timeout):
+                            await response.write(chunk)
+                    except TimeoutError:
+                        log.info("dropping a watch whose client stopped reading: %s", request.path)
+                        if request.transport is not None:
+                            request.transport.abort()
+                        return response
+        except TimeoutError:
+            pass  # timeoutSeconds elapsed: end the stream cleanly
+        except ConnectionResetError:
+            return response
+        finally:
+            watch.close()
+        await response.write_eof()
+        return response
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    async def _body(
+        self, request: web.Request, allowed: tuple[str, ...]
+    ) -> tuple[dict[str, Any] | list[Any], str]:
+        content_type = request.content_type or JSON
+        if request.headers.get("Content-Type") is None:
+            content_type = allowed[0]
+        if content_type not in allowed:
+            raise UnsupportedMediaTypeError(
+                f"the body of a {request.method} request must be one of: {', '.join(allowed)}; "
+                f"got {content_type[:100]!r}"
+            )
+        length = request.content_length
+        if length is not None and length > self.settings.max_body_bytes:
+            raise RequestEntityTooLargeError(
+                f"the request body is larger than {self.settings.max_body_bytes} bytes"
+            )
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as err:
+            raise BadRequestError(f"the request body is not valid JSON: {err}") from None
+        if not isinstance(body, dict | list):
+            raise BadRequestError("the request body must be a JSON object")
+        self._check_field_validation(request, raw)
+        return body, content_type
+
+    @staticmethod
+    def _check_field_validation(request: web.Request, raw: bytes) -> None:
+        """``fieldValidation``: the schemas preserve unknown fields, so only duplicate fields can be
+        rejected (Strict) or warned about (Warn)."""
+        mode = request.query.get("fieldValidation", "")
+        if mode not in ("", "Ignore", "Warn", "Strict"):
+            raise BadRequestError(f"fieldValidation must be one of Ignore, Warn, Strict; got {mode[:64]!r}")
+        if mode != "Strict":
+            return
+
+        def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            for key, value in pairs:
+                if key in seen:
+                    raise BadRequestError(f'strict decoding error: duplicate field "{key[:100]}"')
+                seen[key] = value
+            return seen
+
+        json.loads(raw, object_pairs_hook=no_duplicates)
+
+    def _check_identity(self, body: dict[str, Any], target: _Target) -> None:
+        """The body's apiVersion, kind, namespace and name must agree with the URL (400 otherwise)."""
+        spec = target.resource.spec
+        want_api = spec.api_version(target.version)
+        api_version = body.get("apiVersion")
+        if api_version is not None and api_version != want_api:
+            raise BadRequestError(
+                f"the API version in the data ({str(api_version)[:100]}) does not match the expected "
+                f"API version ({want_api})"
+            )
+        kind = body.get("kind")
+        if kind is not None and kind != spec.kind:
+            raise BadRequestError(
+                f"the kind in the data ({str(kind)[:100]}) does not match the expected kind ({spec.kind})"
+            )
+        meta = body.get("metadata")
+        if meta is None:
+            meta = body["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise BadRequestError("metadata must be a JSON object")
+        namespace = meta.get("namespace")
+        if namespace and target.namespace and namespace != target.namespace:
+            raise BadRequestError(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        name = meta.get("name")
+        if target.name is not None:
+            if name is not None and name != target.name:
+                raise BadRequestError(
+                    f"the name of the object ({str(name)[:100]}) does not match the name on the URL "
+                    f"({target.name[:100]})"
+                )
+            meta["name"] = target.name
+
+    async def _create(self, request: web.Request, target: _Target) -> web.Response:
+        body, _ = await self._body(request, (JSON,))
+        if not isinstance(body, dict):
+            raise BadRequestError("the request body must be a JSON object")
+        self._check_identity(body, target)
+        obj = await target.resource.create(body, namespace=target.namespace, version=target.version)
+        return _json_response(obj, status=201)
+
+    async def _update(self, request: web.Request, target: _Target) -> web.Response:
+        body, _ = await self._body(request, (JSON,))
+        if not isinstance(body, dict):
+            raise BadRequestError("the request body must be a JSON object")
+        self._check_identity(body, target)
+        obj = await target.resource.update(body, namespace=target.namespace, version=target.version)
+        return _json_response(obj)
+
+    async def _patch(self, request: web.Request, target: _Target) -> web.Response:
+        assert target.name is not None
+        content_type = request.content_type
+        if content_type not in (MERGE_PATCH, JSON_PATCH):
+            raise UnsupportedMediaTypeError(
+                f"the patch type {content_type[:100]!r} is not supported; use {MERGE_PATCH} or {JSON_PATCH}"
+            )
+        patch, _ = await self._body(request, (MERGE_PATCH, JSON_PATCH))
+        if content_type == MERGE_PATCH:
+            if not isinstance(patch, dict):
+                raise BadRequestError("a merge patch must be a JSON object")
+
+            def mutate(current: dict[str, Any]) -> dict[str, Any]:
+                merged = json_merge_patch.merge(current, orjson.loads(orjson.dumps(patch)))
+                return self._patched(merged, target)
+        else:
+            if not isinstance(patch, list):
+                raise BadRequestError("a JSON patch must be a JSON array of operations")
+            try:
+                operations = jsonpatch.JsonPatch(patch)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError) as err:
+                raise BadRequestError(f"invalid JSON patch: {err}") from None
+
+            def mutate(current: dict[str, Any]) -> dict[str, Any]:
+                try:
+                    result = operations.apply(current)
+                except (
+                    jsonpatch.JsonPatchException,
+                    jsonpointer.JsonPointerException,
+                    TypeError,
+                    KeyError,
+                    IndexError,
+                ) as err:
+                    raise InvalidError(f"the JSON patch cannot be applied: {err}") from None
+                return self._patched(result, target)
+
+        obj = await target.resource.guaranteed_update(
+            target.name, mutate, namespace=target.namespace, version=target.version
+        )
+        return _json_response(obj)
+
+    def _patched(self, obj: object, target: _Target) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise InvalidError("the patched object is not a JSON object")
+        self._check_identity(obj, target)
+        return obj
+
+    async def _delete(self, request: web.Request, target: _Target) -> web.Response:
+        assert target.name is not None
+        rv: str | None = None
+        uid: str | None = None
+        if request.can_read_body:
+            body, _ = await self._body(request, (JSON,))
+            if not isinstance(body, dict):
+                raise BadRequestError("a delete body must be a JSON object (DeleteOptions)")
+            pre = body.get("preconditions") or {}
+            if not isinstance(pre, dict):
+                raise BadRequestError("preconditions must be a JSON object")
+            rv, uid = pre.get("resourceVersion"), pre.get("uid")
+            if rv is not None and not isinstance(rv, str):
+                raise BadRequestError("preconditions.resourceVersion must be a string")
+            if uid is not None and not isinstance(uid, str):
+                raise BadRequestError("preconditions.uid must be a string")
+        obj = await target.resource.delete(
+            target.name, namespace=target.namespace, resource_version=rv, uid=uid, version=target.version
+        )
+        return _json_response(obj)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ._config import ConfigError, TenantConfig
 from ._errors import ForbiddenError, UnauthorizedError
+from ._limits import TenantLimits
 
 __all__ = ["READ_VERBS", "Authenticator", "Tenant", "load_token_file"]
 
@@ -85,6 +86,8 @@ class Authenticator:
         self.tenants: Mapping[str, Tenant] = {
             t.name: Tenant(t.name, frozenset(t.groups), frozenset(t.read_groups)) for t in tenants
         }
+        #: Each tenant's limits, by tenant name.
+        self.limits: Mapping[str, TenantLimits] = {t.name: t.limits for t in tenants}
         self._tokens: dict[bytes, str] = {}
         pairs = [(token, t.name) for t in tenants for token in t.tokens]
         for token, user in [*pairs, *extra_tokens]:

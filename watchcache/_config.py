@@ -7,12 +7,13 @@ so ``watchcache serve`` can exit non-zero with a one-line reason.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ._limits import TenantLimits
 from ._resource import ResourceSpec
 
 __all__ = ["Config", "ConfigError", "TenantConfig", "load_config", "parse_config"]
@@ -39,6 +40,8 @@ class TenantConfig:
     """API groups with read-only access (list, get, watch)."""
     tokens: tuple[str, ...] = ()
     """Bearer tokens that authenticate as this tenant."""
+    limits: TenantLimits = field(default_factory=TenantLimits)
+    """Rate, concurrency, watch, quota and body limits (``limits:`` in the YAML)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,7 @@ def _resource(item: object, where: str) -> ResourceSpec:
 def _tenant(item: object, where: str) -> TenantConfig:
     if not isinstance(item, dict):
         raise ConfigError(f"{where}: want a mapping")
-    unknown = set(item) - {"name", "groups", "readGroups", "tokens"}
+    unknown = set(item) - {"name", "groups", "readGroups", "tokens", "limits"}
     if unknown:
         raise ConfigError(f"{where}: unknown field(s): {', '.join(sorted(map(str, unknown)))}")
     name = _str(item, "name", where, _DNS_SUBDOMAIN, "a DNS subdomain")
@@ -153,4 +156,36 @@ def _tenant(item: object, where: str) -> TenantConfig:
         groups=_strings(item, "groups", where, _DNS_SUBDOMAIN),
         read_groups=_strings(item, "readGroups", where, _DNS_SUBDOMAIN),
         tokens=_strings(item, "tokens", where, None),
+        limits=_limits(item.get("limits"), f"{where}.limits"),
     )
+
+
+_LIMIT_KEYS = {
+    "requestsPerSecond": ("requests_per_second", float),
+    "burst": ("burst", int),
+    "maxInFlight": ("max_in_flight", int),
+    "maxQueued": ("max_queued", int),
+    "maxWatches": ("max_watches", int),
+    "maxObjects": ("max_objects", int),
+    "maxBytes": ("max_bytes", int),
+    "maxRequestBytes": ("max_request_bytes", int),
+    "maxJSONDepth": ("max_json_depth", int),
+}
+
+
+def _limits(item: object, where: str) -> TenantLimits:
+    if item is None:
+        return TenantLimits()
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: want a mapping")
+    values: dict[str, Any] = {}
+    for key, value in item.items():
+        if key not in _LIMIT_KEYS:
+            raise ConfigError(f"{where}: unknown limit {key!r} (known: {', '.join(_LIMIT_KEYS)})")
+        field, kind = _LIMIT_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where}: {key} must be a positive number")
+        if kind is int and value != int(value):
+            raise ConfigError(f"{where}: {key} must be a whole number")
+        values[field] = kind(value)
+    return TenantLimits(**values)

@@ -9,6 +9,7 @@ WATCH is a chunked response written from pre-serialized event lines, one write p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -38,6 +39,7 @@ from ._errors import (
     TooManyRequestsError,
     UnsupportedMediaTypeError,
 )
+from ._limits import Admission, TenantLimits, json_depth
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import Metrics
 from ._resource import Resource, ResourceSpec
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+_DEFAULT_LIMITS = TenantLimits()
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
 
@@ -108,6 +111,8 @@ class _Target:
     version: str
     namespace: str | None
     name: str | None
+    admission: Admission | None = None
+    """The calling tenant's limits (None with authentication off)."""
 
 
 class APIServer:
@@ -131,6 +136,12 @@ class APIServer:
             (spec.group, spec.resource): storage.resource(spec) for spec in self.specs
         }
         self._discovery_cache: dict[str, tuple[bytes, str]] = {}
+        self._admission: dict[str, Admission] = {}
+        if authenticator is not None:
+            for tenant in authenticator.tenants.values():
+                writable = [r for r in self._resources.values() if r.spec.group in tenant.groups]
+                limits = authenticator.limits[tenant.name]
+                self._admission[tenant.name] = Admission(tenant.name, limits, writable)
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -331,15 +342,23 @@ class APIServer:
         code = 500
         try:
             verb, handler = self._route(request, target)
+            admission = None
             if tenant is not None:
                 tenant.authorize(
                     verb=verb, group=spec.group, resource=spec.resource, namespace=target.namespace
                 )
+                admission = self._admission[tenant.name]
+                admission.check_rate()
+                target = dataclasses.replace(target, admission=admission)
             if not target.resource.is_ready:
                 raise TooManyRequestsError(
                     f"the cache of {spec.qualified} is still loading; retry shortly", retry_after=1
                 )
-            response = await handler(request, target)
+            if admission is None:
+                response = await handler(request, target)
+            else:
+                async with admission.watch() if verb == "WATCH" else admission.slot():
+                    response = await handler(request, target)
             code = response.status
             return response
         except StatusError as err:
@@ -479,7 +498,7 @@ class APIServer:
     # -- writes ------------------------------------------------------------------------------------
 
     async def _body(
-        self, request: web.Request, allowed: tuple[str, ...]
+        self, request: web.Request, target: _Target, allowed: tuple[str, ...]
     ) -> tuple[dict[str, Any] | list[Any], str]:
         content_type = request.content_type or JSON
         if request.headers.get("Content-Type") is None:
@@ -501,6 +520,12 @@ class APIServer:
             raise BadRequestError(f"the request body is not valid JSON: {err}") from None
         if not isinstance(body, dict | list):
             raise BadRequestError("the request body must be a JSON object")
+        if target.admission is not None:
+            target.admission.check_body(len(raw), body)
+        elif json_depth(body, _DEFAULT_LIMITS.max_json_depth) > _DEFAULT_LIMITS.max_json_depth:
+            raise BadRequestError(
+                f"the request body is nested deeper than {_DEFAULT_LIMITS.max_json_depth} levels"
+            )
         self._check_field_validation(request, raw)
         return body, content_type
 
@@ -559,19 +584,23 @@ class APIServer:
             meta["name"] = target.name
 
     async def _create(self, request: web.Request, target: _Target) -> web.Response:
-        body, _ = await self._body(request, (JSON,))
+        body, _ = await self._body(request, target, (JSON,))
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
         self._check_identity(body, target)
-        obj = await target.resource.create(body, namespace=target.namespace, version=target.version)
+        obj = await target.resource.create(
+            body, namespace=target.namespace, version=target.version, quota=target.admission
+        )
         return _json_response(obj, status=201)
 
     async def _update(self, request: web.Request, target: _Target) -> web.Response:
-        body, _ = await self._body(request, (JSON,))
+        body, _ = await self._body(request, target, (JSON,))
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
         self._check_identity(body, target)
-        obj = await target.resource.update(body, namespace=target.namespace, version=target.version)
+        obj = await target.resource.update(
+            body, namespace=target.namespace, version=target.version, quota=target.admission
+        )
         return _json_response(obj)
 
     async def _patch(self, request: web.Request, target: _Target) -> web.Response:
@@ -581,7 +610,7 @@ class APIServer:
             raise UnsupportedMediaTypeError(
                 f"the patch type {content_type[:100]!r} is not supported; use {MERGE_PATCH} or {JSON_PATCH}"
             )
-        patch, _ = await self._body(request, (MERGE_PATCH, JSON_PATCH))
+        patch, _ = await self._body(request, target, (MERGE_PATCH, JSON_PATCH))
         if content_type == MERGE_PATCH:
             if not isinstance(patch, dict):
                 raise BadRequestError("a merge patch must be a JSON object")
@@ -611,7 +640,7 @@ class APIServer:
                 return self._patched(result, target)
 
         obj = await target.resource.guaranteed_update(
-            target.name, mutate, namespace=target.namespace, version=target.version
+            target.name, mutate, namespace=target.namespace, version=target.version, quota=target.admission
         )
         return _json_response(obj)
 
@@ -626,7 +655,7 @@ class APIServer:
         rv: str | None = None
         uid: str | None = None
         if request.can_read_body:
-            body, _ = await self._body(request, (JSON,))
+            body, _ = await self._body(request, target, (JSON,))
             if not isinstance(body, dict):
                 raise BadRequestError("a delete body must be a JSON object (DeleteOptions)")
             pre = body.get("preconditions") or {}

@@ -14,9 +14,10 @@ import datetime
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -29,6 +30,7 @@ from ._errors import (
     InternalError,
     InvalidError,
     NotFoundError,
+    StatusError,
 )
 from ._etcd import KeyValue
 from ._history import _WIRE_HEAD, Change, ChangeType, wire_object
@@ -36,13 +38,20 @@ from ._selectors import Selector
 from ._store import Entry, Snapshot
 from ._watchers import Bookmark, CacheWatcher, Enter, Initial, Item, Leave, WatchErrorItem
 
-__all__ = ["ListResult", "Resource", "ResourceSpec", "Watch", "WatchEvent"]
+__all__ = ["ListResult", "Quota", "Resource", "ResourceSpec", "Watch", "WatchEvent"]
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 _MAX_WRITE_ATTEMPTS = 16
 _CONTINUE_VERSION = "watchcache/v1"
 # Kubernetes' generateName alphabet: no vowels (no words), no look-alikes.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+class Quota(Protocol):
+    """Room for writes (the HTTP layer's per-tenant quotas): ``reserve`` raises when there is none,
+    and is held until the cache has seen the write."""
+
+    def reserve(self, *, objects: int, size: int) -> AbstractAsyncContextManager[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,7 +508,12 @@ class Resource:
         return str(ns)
 
     async def create(
-        self, obj: dict[str, Any], *, namespace: str | None = None, version: str | None = None
+        self,
+        obj: dict[str, Any],
+        *,
+        namespace: str | None = None,
+        version: str | None = None,
+        quota: Quota | None = None,
     ) -> dict[str, Any]:
         """Create ``obj`` (409 AlreadyExists if its name is taken); returns it as stored."""
         api_version = self._api_version(version)
@@ -521,13 +535,31 @@ class Resource:
         meta.pop("resourceVersion", None)
         stored = {**obj, "apiVersion": api_version, "metadata": meta}
         stored.setdefault("kind", self.spec.kind)
-        result = await self.cache.etcd.create(key, orjson.dumps(stored))
-        if not result.succeeded:
-            raise AlreadyExistsError.for_object(self.spec.qualified, name)
+        value = orjson.dumps(stored)
+        async with self._reserve(quota, objects=1, size=len(value)):
+            result = await self.cache.etcd.create(key, value)
+            if not result.succeeded:
+                raise AlreadyExistsError.for_object(self.spec.qualified, name)
+            await self._settle(quota, result.revision)
         return self._served(stored, result.revision, api_version)
 
+    def _reserve(self, quota: Quota | None, *, objects: int, size: int) -> AbstractAsyncContextManager[None]:
+        return quota.reserve(objects=objects, size=size) if quota is not None else nullcontext()
+
+    async def _settle(self, quota: Quota | None, revision: int) -> None:
+        """With a quota, hold the reservation until the cache counts the write."""
+        if quota is not None:
+            # The write is done either way; counting it late only delays the next quota check.
+            with suppress(StatusError):
+                await self.cache.wait_for(revision, self.cache.settings.wait_timeout)
+
     async def update(
-        self, obj: dict[str, Any], *, namespace: str | None = None, version: str | None = None
+        self,
+        obj: dict[str, Any],
+        *,
+        namespace: str | None = None,
+        version: str | None = None,
+        quota: Quota | None = None,
     ) -> dict[str, Any]:
         """Replace an existing object (404 if absent). A ``metadata.resourceVersion`` in ``obj``
         must equal the current one (409 Conflict); ``uid`` and ``creationTimestamp`` are kept."""
@@ -544,6 +576,7 @@ class Resource:
             namespace=ns,
             version=version,
             resource_version=precondition,
+            quota=quota,
         )
 
     async def guaranteed_update(
@@ -554,6 +587,7 @@ class Resource:
         namespace: str | None = None,
         version: str | None = None,
         resource_version: int | None = None,
+        quota: Quota | None = None,
     ) -> dict[str, Any]:
         """Apply ``mutate`` to the current object and write the result with a precondition on the
         revision it was computed from, retrying on conflicts — kube-apiserver's GuaranteedUpdate.
@@ -599,9 +633,11 @@ class Resource:
                     _, current, fresh = *(await self.cache.etcd.get(key)), True
                     continue
                 return self._served(stored, current.mod_revision, api_version)
-            result = await self.cache.etcd.replace(key, value, mod_revision=current.mod_revision)
-            if result.succeeded:
-                return self._served(stored, result.revision, api_version)
+            async with self._reserve(quota, objects=0, size=len(value) - len(current.value)):
+                result = await self.cache.etcd.replace(key, value, mod_revision=current.mod_revision)
+                if result.succeeded:
+                    await self._settle(quota, result.revision)
+                    return self._served(stored, result.revision, api_version)
             current, fresh = result.current, True
         raise ConflictError.for_object(self.spec.qualified, name, "too many concurrent writers; try again")
 

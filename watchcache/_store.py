@@ -140,6 +140,8 @@ class Store:
 
     def __init__(self) -> None:
         self._items: Any = SortedDict()
+        #: Sum of the stored values' sizes (what etcd holds), for quotas and metrics.
+        self.value_bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -152,10 +154,13 @@ class Store:
         """Store ``entry``; returns the entry it replaces."""
         prev: Entry | None = self._items.get(entry.key)
         self._items[entry.key] = entry
+        self.value_bytes += len(entry.kv.value) - (len(prev.kv.value) if prev is not None else 0)
         return prev
 
     def pop(self, key: bytes) -> Entry | None:
         entry: Entry | None = self._items.pop(key, None)
+        if entry is not None:
+            self.value_bytes -= len(entry.kv.value)
         return entry
 
     def values(self, start: bytes = b"", end: bytes = b"") -> Iterator[Entry]:
@@ -171,6 +176,7 @@ class Store:
 
     def replace(self, entries: list[Entry]) -> None:
         self._items = SortedDict((e.key, e) for e in entries)
+        self.value_bytes = sum(len(e.kv.value) for e in entries)
 
     def copy_dict(self) -> dict[bytes, Entry]:
         return dict(self._items)

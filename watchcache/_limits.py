@@ -1,0 +1,208 @@
+"""Per-tenant limits: request rate, concurrency with a queue of its own, watches, quotas, body shape.
+
+Fairness between tenants comes from giving each tenant its own token bucket, its own in-flight slots
+and its own bounded queue — in the spirit of kube-apiserver's API Priority and Fairness, where every
+flow has its own queue — so a tenant that floods the service only ever waits behind itself, and gets
+429 with ``Retry-After`` once its own queue is full, while other tenants' requests go straight in.
+
+Quotas (objects and bytes stored across a tenant's writable groups) are checked before a write and
+held as a reservation until the cache has seen the write, so concurrent writes cannot overshoot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import BadRequestError, ForbiddenError, RequestEntityTooLargeError, TooManyRequestsError
+from ._resource import Resource
+
+__all__ = ["Admission", "TenantLimits", "json_depth"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantLimits:
+    """What one tenant may use. Configured per tenant under ``limits:`` (camelCase keys)."""
+
+    requests_per_second: float = 100.0
+    """Sustained request rate; over it requests get 429 with Retry-After."""
+    burst: int = 200
+    """Requests allowed at once above the sustained rate."""
+    max_in_flight: int = 32
+    """Requests (other than watches) executing at once."""
+    max_queued: int = 64
+    """Requests waiting for an in-flight slot; over it, 429."""
+    max_watches: int = 1000
+    """Open watches at once."""
+    max_objects: int = 100_000
+    """Objects stored across the tenant's writable groups; a create over it is 403."""
+    max_bytes: int = 1 << 30
+    """Bytes of stored values across the tenant's writable groups; a write over it is 403."""
+    max_request_bytes: int = 3 * 1024 * 1024
+    """Largest request body (413 over it); the server-wide limit applies too."""
+    max_json_depth: int = 64
+    """Deepest nesting of objects and arrays in a request body (400 over it)."""
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of a parsed JSON value, stopping early once it exceeds ``limit``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+class _Bucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.updated = asyncio.get_running_loop().time()
+
+    def take(self) -> float:
+        """0 when a request may go now, else the seconds until it could."""
+        now = asyncio.get_running_loop().time()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Admission:
+    """The limits of one tenant, as the HTTP layer applies them."""
+
+    def __init__(self, name: str, limits: TenantLimits, resources: Sequence[Resource]) -> None:
+        self.name = name
+        self.limits = limits
+        #: The resources of the tenant's writable groups: what its quotas count.
+        self.resources = tuple(resources)
+        self._bucket: _Bucket | None = None
+        self._in_flight = 0
+        self._queue: deque[asyncio.Future[None]] = deque()
+        self.watches = 0
+        self._reserved_objects = 0
+        self._reserved_bytes = 0
+
+    # -- rate and concurrency ------------------------------------------------------------------------
+
+    def check_rate(self) -> None:
+        if self._bucket is None:
+            self._bucket = _Bucket(self.limits.requests_per_second, self.limits.burst)
+        wait = self._bucket.take()
+        if wait:
+            raise TooManyRequestsError(
+                f'tenant "{self.name}" is over its request rate '
+                f"({self.limits.requests_per_second:g}/s); slow down",
+                retry_after=max(1, math.ceil(wait)),
+            )
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """An in-flight slot of this tenant's own, waiting in its own queue when all are busy."""
+        if self._in_flight >= self.limits.max_in_flight:
+            if len(self._queue) >= self.limits.max_queued:
+                raise TooManyRequestsError(
+                    f'tenant "{self.name}" has too many requests in flight; retry shortly', retry_after=1
+                )
+            waiter = asyncio.get_running_loop().create_future()
+            self._queue.append(waiter)
+            try:
+                await waiter  # the slot is handed over by the request that frees it
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # we were handed a slot but will not use it
+                else:
+                    self._queue.remove(waiter)
+                raise
+        else:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._queue:
+            waiter = self._queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on; _in_flight is unchanged
+                return
+        self._in_flight -= 1
+
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[None]:
+        if self.watches >= self.limits.max_watches:
+            raise TooManyRequestsError(
+                f'tenant "{self.name}" has {self.watches} open watches, its limit; close some first',
+                retry_after=5,
+            )
+        self.watches += 1
+        try:
+            yield
+        finally:
+            self.watches -= 1
+
+    # -- request bodies --------------------------------------------------------------------------------
+
+    def check_body(self, raw_size: int, body: Any) -> None:
+        if raw_size > self.limits.max_request_bytes:
+            raise RequestEntityTooLargeError(
+                f'the request body is larger than tenant "{self.name}"\'s limit of '
+                f"{self.limits.max_request_bytes} bytes"
+            )
+        if json_depth(body, self.limits.max_json_depth) > self.limits.max_json_depth:
+            raise BadRequestError(
+                f"the request body is nested deeper than {self.limits.max_json_depth} levels"
+            )
+
+    # -- quotas -----------------------------------------------------------------------------------------
+
+    def usage(self) -> tuple[int, int]:
+        """(objects, bytes) stored across the tenant's writable groups, as the caches see them."""
+        objects = sum(len(r.cache.store) for r in self.resources)
+        size = sum(r.cache.store.value_bytes for r in self.resources)
+        return objects, size
+
+    @asynccontextmanager
+    async def reserve(self, *, objects: int, size: int) -> AsyncIterator[None]:
+        """Hold room for a write of ``objects`` more objects and ``size`` more bytes (403 if there is
+        none). The caller leaves the block once the cache has seen the write."""
+        used_objects, used_bytes = self.usage()
+        want_objects = used_objects + self._reserved_objects + max(objects, 0)
+        want_bytes = used_bytes + self._reserved_bytes + max(size, 0)
+        if objects > 0 and want_objects > self.limits.max_objects:
+            raise ForbiddenError(
+                f'exceeded quota: tenant "{self.name}" may store {self.limits.max_objects} objects '
+                f"and has {used_objects}; nothing was written"
+            )
+        if size > 0 and want_bytes > self.limits.max_bytes:
+            raise ForbiddenError(
+                f'exceeded quota: tenant "{self.name}" may store {self.limits.max_bytes} bytes and '
+                f"has {used_bytes}; this write needs {size} more; nothing was written"
+            )
+        held_objects, held_bytes = max(objects, 0), max(size, 0)
+        self._reserved_objects += held_objects
+        self._reserved_bytes += held_bytes
+        try:
+            yield
+        finally:
+            self._reserved_objects -= held_objects
+            self._reserved_bytes -= held_bytes

@@ -200,6 +200,9 @@ class EtcdClient:
         self._kv: Any = None
         self._watch: Any = None
         self._maintenance: Any = None
+        #: False while etcd cannot serve linearizable requests (unreachable, or no quorum), as judged
+        #: by :meth:`probe`; any successful request sets it back.
+        self.healthy = True
 
     async def connect(self) -> None:
         if self._channel is not None:
@@ -208,8 +211,8 @@ class EtcdClient:
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ("grpc.max_send_message_length", _MAX_MESSAGE),
             # Keep the watch streams' connection checked, so a vanished etcd is noticed.
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_time_ms", 5_000),
+            ("grpc.keepalive_timeout_ms", 3_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2_000),
@@ -250,11 +253,32 @@ class EtcdClient:
             raise RuntimeError("EtcdClient is not connected: call connect() or use 'async with'")
         return stub
 
-    async def _call(self, what: str, method: Any, request: Any) -> Any:
+    async def _call(self, what: str, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
-            return await method(request, timeout=self.request_timeout)
+            response = await method(request, timeout=timeout or self.request_timeout)
         except grpc.aio.AioRpcError as err:
             raise _translate(err, what) from err
+        self.healthy = True
+        return response
+
+    def check_healthy(self) -> None:
+        """Fail fast (503) while etcd is known to be unable to serve linearizable requests."""
+        if not self.healthy:
+            raise EtcdUnavailableError(
+                "etcd is unavailable (unreachable or without quorum); only resourceVersion=0 reads "
+                "are served, from the cache",
+                retry_after=1,
+            )
+
+    async def probe(self, key: bytes, timeout: float) -> bool:
+        """One linearizable read of ``key`` within ``timeout``: whether etcd can serve requests."""
+        try:
+            await self._call(
+                "probe", self._stub(self._kv).Range, rpc.RangeRequest(key=key, count_only=True), timeout
+            )
+        except StatusError:
+            return False
+        return True
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -396,7 +420,9 @@ class EtcdWatch:
         self._call: Any = None
 
     async def __aenter__(self) -> EtcdWatch:
-        self._call = self._stub.Watch()
+        # "hasleader" (clientv3.WithRequireLeader): a member that loses its leader ends the stream, so
+        # the cache resumes on a member that has one instead of silently hearing nothing.
+        self._call = self._stub.Watch(metadata=(("hasleader", "true"),))
         try:
             try:
                 await self._call.write(self._request)

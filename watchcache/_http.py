@@ -223,14 +223,22 @@ class APIServer:
         return web.Response(text="ok")
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        """Kubernetes-style: one line per check, 503 when any fails."""
         waiting = [r.spec.qualified for r in self._resources.values() if not r.is_ready]
-        if waiting:
-            return web.Response(
-                text="not ready: caches loading: " + ", ".join(waiting) + "\n",
-                status=503,
-                headers={"Retry-After": "1"},
-            )
-        return web.Response(text="ok")
+        checks = [
+            ("etcd", "ok" if self.storage.etcd.healthy else "failed: unreachable or without quorum"),
+            ("caches-synced", "ok" if not waiting else "failed: loading " + ", ".join(waiting)),
+        ]
+        failed = any(result != "ok" for _, result in checks)
+        if not failed and "verbose" not in request.query:
+            return web.Response(text="ok")
+        lines = [f"[{'-' if result != 'ok' else '+'}]{name} {result}" for name, result in checks]
+        lines.append("readyz check failed" if failed else "readyz check passed")
+        return web.Response(
+            text="\n".join(lines) + "\n",
+            status=503 if failed else 200,
+            headers={"Retry-After": "1"} if failed else None,
+        )
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self._caller(request)

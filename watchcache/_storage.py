@@ -39,16 +39,41 @@ class Storage:
         self.etcd = EtcdClient(etcd_servers, request_timeout=request_timeout, tls=etcd_tls)
         self._resources: dict[tuple[str, str], Resource] = {}
         self._started = False
+        self._prober: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.etcd.connect()
         self._started = True
+        self._prober = asyncio.create_task(self._probe(), name="watchcache-etcd-probe")
+
+    async def _probe(self) -> None:
+        """Judge etcd's health once a second: two failed linearizable reads in a row mark it
+        unhealthy (consistent reads and writes then fail fast, /readyz reports it); one success
+        marks it healthy again."""
+        interval = self.settings.health_interval
+        failures = 0
+        while True:
+            await asyncio.sleep(interval)
+            if await self.etcd.probe(self.prefix.encode(), timeout=interval):
+                failures = 0
+                if not self.etcd.healthy:
+                    log.info("etcd is serving again")
+                self.etcd.healthy = True
+            else:
+                failures += 1
+                if failures >= 2 and self.etcd.healthy:
+                    log.warning("etcd is unavailable: failing consistent reads and writes fast")
+                    self.etcd.healthy = False
 
     async def stop_caches(self) -> None:
         """Stop every cache: open watches end (their clients see the stream close)."""
         await asyncio.gather(*(r.cache.stop() for r in self._resources.values()))
 
     async def close(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            await asyncio.gather(self._prober, return_exceptions=True)
+            self._prober = None
         await self.stop_caches()
         self._resources = {}
         await self.etcd.close()

@@ -69,8 +69,8 @@ class CacheSettings:
     retry_backoff_max: float = 2.0
     """Upper bound, in seconds, of the pause between attempts to re-establish the etcd watch."""
     health_interval: float = 1.0
-    """Seconds between etcd health probes; two failures in a row make requests that need etcd fail
-    fast with 503 until a probe succeeds."""
+    """Seconds between etcd health probes; after two failures in a row requests to etcd get a 1 s
+    deadline (fail fast with 503/504) and /readyz reports etcd, until a request succeeds."""
 
 
 @dataclass
@@ -411,7 +411,6 @@ class Cache:
         self._check_running()
         if self.revision >= revision:
             return
-        self.etcd.check_healthy()
         if revision <= await self.etcd.current_revision(self.layout.progress_key):
             self._progress_wanted.set()
         await self._wait(revision, timeout)
@@ -444,7 +443,6 @@ class Cache:
         """Catch up with etcd: afterwards the cache holds every write etcd acknowledged before the
         call. Returns etcd's revision at the call."""
         self._check_running()
-        self.etcd.check_healthy()
         target = await self.etcd.current_revision(self.layout.progress_key)
         if self.revision < target:
             self._progress_wanted.set()

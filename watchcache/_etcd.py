@@ -254,21 +254,16 @@ class EtcdClient:
         return stub
 
     async def _call(self, what: str, method: Any, request: Any, timeout: float | None = None) -> Any:
+        if timeout is None:
+            # While etcd is known to be down, fail fast rather than hold the caller for the full
+            # deadline; a success (etcd is back) restores the normal deadline at once.
+            timeout = self.request_timeout if self.healthy else min(self.request_timeout, 1.0)
         try:
-            response = await method(request, timeout=timeout or self.request_timeout)
+            response = await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             raise _translate(err, what) from err
         self.healthy = True
         return response
-
-    def check_healthy(self) -> None:
-        """Fail fast (503) while etcd is known to be unable to serve linearizable requests."""
-        if not self.healthy:
-            raise EtcdUnavailableError(
-                "etcd is unavailable (unreachable or without quorum); only resourceVersion=0 reads "
-                "are served, from the cache",
-                retry_after=1,
-            )
 
     async def probe(self, key: bytes, timeout: float) -> bool:
         """One linearizable read of ``key`` within ``timeout``: whether etcd can serve requests."""

@@ -531,7 +531,6 @@ class Resource:
         if not isinstance(name, str):
             raise BadRequestError("metadata.name must be a string")
         key = self._layout.object_key(ns, name)
-        self.cache.etcd.check_healthy()
         meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now())
         meta.pop("resourceVersion", None)
         stored = {**obj, "apiVersion": api_version, "metadata": meta}
@@ -598,7 +597,6 @@ class Resource:
         """
         api_version = self._api_version(version)
         key = self._layout.object_key(namespace, name)
-        self.cache.etcd.check_healthy()
         cached = self.cache.store.get(key)
         current: KeyValue | None = cached.kv if cached is not None else None
         fresh = current is None
@@ -675,7 +673,6 @@ class Resource:
         api_version = self._api_version(version)
         key = self._layout.object_key(namespace, name)
         precondition = _parse_revision(resource_version, "preconditions.resourceVersion")
-        self.cache.etcd.check_healthy()
         cached = self.cache.store.get(key)
         current: KeyValue | None = cached.kv if cached is not None else None
         fresh = current is None

@@ -48,7 +48,7 @@ class Storage:
 
     async def _probe(self) -> None:
         """Judge etcd's health once a second: two failed linearizable reads in a row mark it
-        unhealthy (consistent reads and writes then fail fast, /readyz reports it); one success
+        unhealthy (requests to etcd then get a short deadline, /readyz reports it); any success
         marks it healthy again."""
         interval = self.settings.health_interval
         failures = 0

@@ -597,17 +597,13 @@ class Resource:
         """
         api_version = self._api_version(version)
         key = self._layout.object_key(namespace, name)
-        cached = self.cache.store.get(key)
-        current: KeyValue | None = cached.kv if cached is not None else None
-        fresh = current is None
-        if current is None:
-            _, current = await self.cache.etcd.get(key)
+        current, fresh = await self._suggested(key)
         for _ in range(_MAX_WRITE_ATTEMPTS):
             if current is None:
                 raise NotFoundError.for_object(self.spec.qualified, name)
             if resource_version is not None and resource_version != current.mod_revision:
                 if not fresh:  # the cache may lag: only etcd's answer can refuse
-                    _, current, fresh = *(await self.cache.etcd.get(key)), True
+                    current, fresh = await self._from_etcd(key)
                     continue
                 raise self._conflict(name)
             obj = self._decode_stored(current, name)
@@ -618,7 +614,7 @@ class Resource:
             wanted = _parse_revision(meta.pop("resourceVersion", None), "metadata.resourceVersion")
             if wanted is not None and wanted != current.mod_revision:
                 if not fresh:
-                    _, current, fresh = *(await self.cache.etcd.get(key)), True
+                    current, fresh = await self._from_etcd(key)
                     continue
                 raise self._conflict(name)
             meta.update(name=name, uid=uid, creationTimestamp=created)
@@ -630,7 +626,7 @@ class Resource:
             if value == current.value:
                 # A no-op is only a no-op against etcd's state, not against a cached copy.
                 if not fresh:
-                    _, current, fresh = *(await self.cache.etcd.get(key)), True
+                    current, fresh = await self._from_etcd(key)
                     continue
                 return self._served(stored, current.mod_revision, api_version)
             async with self._reserve(quota, objects=0, size=len(value) - len(current.value)):
@@ -640,6 +636,21 @@ class Resource:
                     return self._served(stored, result.revision, api_version)
             current, fresh = result.current, True
         raise ConflictError.for_object(self.spec.qualified, name, "too many concurrent writers; try again")
+
+    async def _suggested(self, key: bytes) -> tuple[KeyValue | None, bool]:
+        """The state a write starts from, and whether it is etcd's own (fresh) answer.
+
+        The cached copy saves a read, as kube-apiserver's GuaranteedUpdate does; it may lag, so a
+        verdict against it (a failed precondition, a no-op) is only final after :meth:`_from_etcd`.
+        """
+        cached = self.cache.store.get(key)
+        if cached is not None:
+            return cached.kv, False
+        return await self._from_etcd(key)
+
+    async def _from_etcd(self, key: bytes) -> tuple[KeyValue | None, bool]:
+        _, current = await self.cache.etcd.get(key)
+        return current, True
 
     def _conflict(self, name: str) -> ConflictError:
         return ConflictError.for_object(
@@ -673,11 +684,7 @@ class Resource:
         api_version = self._api_version(version)
         key = self._layout.object_key(namespace, name)
         precondition = _parse_revision(resource_version, "preconditions.resourceVersion")
-        cached = self.cache.store.get(key)
-        current: KeyValue | None = cached.kv if cached is not None else None
-        fresh = current is None
-        if current is None:
-            _, current = await self.cache.etcd.get(key)
+        current, fresh = await self._suggested(key)
         for _ in range(_MAX_WRITE_ATTEMPTS):
             if current is None:
                 raise NotFoundError.for_object(self.spec.qualified, name)
@@ -695,7 +702,7 @@ class Resource:
                 )
             if problem is not None:
                 if not fresh:
-                    _, current, fresh = *(await self.cache.etcd.get(key)), True
+                    current, fresh = await self._from_etcd(key)
                     continue
                 raise ConflictError.for_object(self.spec.qualified, name, problem)
             result = await self.cache.etcd.delete(key, mod_revision=current.mod_revision)

@@ -23,7 +23,14 @@ from urllib.parse import urlsplit
 import grpc
 from aetcd import rpc
 
-from ._errors import EtcdUnavailableError, ExpiredError, InternalError, StatusError, TimedOutError
+from ._errors import (
+    EtcdUnavailableError,
+    ExpiredError,
+    InternalError,
+    RequestEntityTooLargeError,
+    StatusError,
+    TimedOutError,
+)
 
 __all__ = [
     "EtcdClient",
@@ -133,6 +140,8 @@ def _translate(err: grpc.aio.AioRpcError, what: str) -> StatusError:
         return TimedOutError(f"etcd did not answer {what} in time: {details}")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return EtcdUnavailableError(f"etcd is unavailable ({what}): {details}", retry_after=1)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED or "request is too large" in details:
+        return RequestEntityTooLargeError(f"etcd refused the request as too large: {details}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return ExpiredError(f"etcd: {details}")
     if "no leader" in details or "leader changed" in details or "timed out" in details:

@@ -103,6 +103,40 @@ def _int(query: Any, name: str) -> int | None:
     return int(value)
 
 
+class _Observation:
+    """Counts one request in the metrics and logs it, once: when its answer is decided — for a
+    WATCH, when the stream starts (its duration is the set-up time)."""
+
+    __slots__ = ("_request", "_server", "_spec", "_started", "done", "verb")
+
+    def __init__(self, server: APIServer, request: web.Request, spec: ResourceSpec) -> None:
+        self._server = server
+        self._request = request
+        self._spec = spec
+        self._started = time.perf_counter()
+        self.verb = "unknown"
+        self.done = False
+
+    def finish(self, code: int) -> None:
+        if self.done:
+            return
+        self.done = True
+        elapsed = time.perf_counter() - self._started
+        spec = self._spec
+        self._server.metrics.observe(
+            verb=self.verb, group=spec.group, resource=spec.resource, code=code, seconds=elapsed
+        )
+        log.debug(
+            "request",
+            extra={
+                "verb": self.verb,
+                "path": self._request.path,
+                "code": code,
+                "ms": round(elapsed * 1000, 2),
+            },
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     """A resource path: which resource, through which version, which namespace and object."""
@@ -113,6 +147,8 @@ class _Target:
     name: str | None
     admission: Admission | None = None
     """The calling tenant's limits (None with authentication off)."""
+    observation: _Observation | None = None
+    """Where the request's outcome is counted."""
 
 
 class APIServer:
@@ -343,13 +379,15 @@ class APIServer:
     async def _resource_request(
         self, request: web.Request, segments: list[str], tenant: Tenant | None
     ) -> web.StreamResponse:
-        started = time.perf_counter()
         target = self._target(segments)
         spec = target.resource.spec
-        verb = "unknown"
-        code = 500
+        done = _Observation(self, request, spec)
+        target = dataclasses.replace(target, observation=done)
         try:
-            verb, handler = self._route(request, target)
+            done.verb, handler = self._route(request, target)
+            verb = done.verb
+            if request.query.get("dryRun") is not None and verb not in ("LIST", "GET", "WATCH"):
+                raise BadRequestError("dryRun is not supported by watchcache; nothing was written")
             admission = None
             if tenant is not None:
                 tenant.authorize(
@@ -367,25 +405,16 @@ class APIServer:
             else:
                 async with admission.watch() if verb == "WATCH" else admission.slot():
                     response = await handler(request, target)
-            code = response.status
+            done.finish(response.status)
             return response
         except StatusError as err:
-            code = err.code
+            done.finish(err.code)
+            raise
+        except asyncio.CancelledError:
+            done.finish(499)  # the client went away before an answer (nginx's "client closed")
             raise
         finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.observe(
-                verb=verb, group=spec.group, resource=spec.resource, code=code, seconds=elapsed
-            )
-            log.debug(
-                "request",
-                extra={
-                    "verb": verb,
-                    "path": request.path,
-                    "code": code,
-                    "ms": round(elapsed * 1000, 2),
-                },
-            )
+            done.finish(500)
 
     def _route(
         self, request: web.Request, target: _Target
@@ -481,6 +510,8 @@ class APIServer:
         response.enable_chunked_encoding()
         try:
             await response.prepare(request)
+            if target.observation is not None:
+                target.observation.finish(200)
             async with asyncio.timeout(timeout_s):
                 while True:
                     chunk = await watch.next_chunk()

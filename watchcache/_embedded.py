@@ -4,7 +4,9 @@ This module owns the lifecycle of etcd *processes* started by watchcache itself:
 of ``watchcache serve --embedded-etcd`` and the etcds of the test suite (a session etcd, private
 ones that tests restart, kill with SIGKILL or freeze with SIGSTOP, and 3-member clusters). It does
 not speak etcd's gRPC API; it only spawns ``etcd`` from ``PATH``, probes it over its HTTP endpoints
-(``/health`` and the ``/v3/maintenance/status`` JSON gateway) and stops it.
+(``/health`` and the ``/v3/maintenance/status`` JSON gateway) and stops it. Client URLs speak plain
+HTTP unless an :class:`EtcdServerTLS` is given, in which case they speak HTTPS (and may require client
+certificates), and the probes go over TLS too; peer URLs are always plain HTTP on loopback.
 
 Nothing here is bound to an event loop: a process is a :class:`subprocess.Popen` (which returns at
 once), and every wait is ``await asyncio.sleep`` polling against a deadline. So one object may be
@@ -23,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -37,6 +40,7 @@ __all__ = [
     "EtcdCluster",
     "EtcdMember",
     "EtcdNotFoundError",
+    "EtcdServerTLS",
     "EtcdStartError",
     "etcd_binary",
     "free_port",
@@ -136,12 +140,61 @@ def _temp_parent(members: int) -> str | None:
     return shm if free >= members * _SHM_BYTES_PER_MEMBER else None
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdServerTLS:
+    """TLS on an etcd member's client URLs (etcd's ``--cert-file``, ``--key-file``,
+    ``--trusted-ca-file``, ``--client-cert-auth``)."""
+
+    cert_file: str
+    """etcd's serving certificate (PEM); it must name 127.0.0.1 (IP SAN). With ``client_cert_auth``,
+    etcd's own JSON gateway (``/v3/...``, used by :meth:`EtcdMember.status`) dials etcd with it as a
+    client certificate, so it then needs the clientAuth extended key usage as well."""
+    key_file: str
+    """Private key (PEM) of ``cert_file``."""
+    ca_file: str
+    """CA bundle (PEM) that signed ``cert_file``; with ``client_cert_auth`` it also verifies clients."""
+    client_cert_auth: bool = True
+    """Require a client certificate signed by ``ca_file`` from every client (``--client-cert-auth``)."""
+    probe_cert_file: str | None = None
+    """Client certificate (PEM) the health probes present; needed with ``client_cert_auth``."""
+    probe_key_file: str | None = None
+    """Private key (PEM) of ``probe_cert_file``."""
+
+    def __post_init__(self) -> None:
+        if (self.probe_cert_file is None) != (self.probe_key_file is None):
+            raise ValueError("EtcdServerTLS: give both probe_cert_file and probe_key_file, or neither")
+
+    def args(self) -> list[str]:
+        """The etcd flags that serve the client URLs over TLS."""
+        flags = [f"--cert-file={self.cert_file}", f"--key-file={self.key_file}"]
+        if self.client_cert_auth:
+            flags += [f"--trusted-ca-file={self.ca_file}", "--client-cert-auth"]
+        return flags
+
+    def probe_context(self) -> ssl.SSLContext:
+        """A client context that verifies etcd against ``ca_file`` and presents the probe certificate."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.probe_cert_file is not None and self.probe_key_file is not None:
+            context.load_cert_chain(self.probe_cert_file, self.probe_key_file)
+        return context
+
+
 async def _http_json(
-    port: int, *, method: str, path: str, body: bytes | None, time_limit: float
+    port: int,
+    *,
+    method: str,
+    path: str,
+    body: bytes | None,
+    time_limit: float,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
-    """One HTTP/1.0 request to 127.0.0.1:``port``; returns (status code, decoded JSON body)."""
+    """One HTTP/1.0 request to 127.0.0.1:``port`` (over TLS with ``tls``); returns (status code,
+    decoded JSON body)."""
     async with asyncio.timeout(time_limit):
-        reader, writer = await asyncio.open_connection(_HOST, port)
+        if tls is None:
+            reader, writer = await asyncio.open_connection(_HOST, port)
+        else:
+            reader, writer = await asyncio.open_connection(_HOST, port, ssl=tls, server_hostname=_HOST)
         try:
             head = f"{method} {path} HTTP/1.0\r\nHost: {_HOST}:{port}\r\n"
             if body is not None:
@@ -189,11 +242,14 @@ class EtcdMember:
     log_path: Path | None = None
     """Where stdout and stderr go (appended); default: ``{data_dir}.log``, beside the data dir (etcd
     warns about foreign files inside its data dir)."""
+    client_tls: EtcdServerTLS | None = None
+    """Serve the client URL over HTTPS (None: plain HTTP); the probes then use TLS as well."""
     member_id: str | None = field(default=None, init=False)
     """etcd's member id (decimal, as the JSON gateway prints it), known after :meth:`status`."""
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _paused: bool = field(default=False, init=False, repr=False)
     _log_offset: int = field(default=0, init=False, repr=False)
+    _probe_tls: ssl.SSLContext | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.log_path is None:
@@ -201,8 +257,10 @@ class EtcdMember:
 
     @property
     def client_url(self) -> str:
-        """``http://127.0.0.1:CLIENT_PORT``: what clients (and ``--etcd-servers``) connect to."""
-        return f"http://{_HOST}:{self.client_port}"
+        """``http://127.0.0.1:CLIENT_PORT`` (``https://`` with :attr:`client_tls`): what clients (and
+        ``--etcd-servers``) connect to."""
+        scheme = "https" if self.client_tls is not None else "http"
+        return f"{scheme}://{_HOST}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -240,8 +298,17 @@ class EtcdMember:
             "--log-level=warn",
             "--logger=zap",
             "--log-outputs=stderr",
+            *(self.client_tls.args() if self.client_tls is not None else ()),
             *self.extra_args,
         ]
+
+    def _probe_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the probes (built once: it reads the certificate files)."""
+        if self.client_tls is None:
+            return None
+        if self._probe_tls is None:
+            self._probe_tls = self.client_tls.probe_context()
+        return self._probe_tls
 
     async def start(self) -> None:
         """Spawn the process and return at once (see :meth:`wait_ready`).
@@ -253,6 +320,7 @@ class EtcdMember:
             raise RuntimeError(f"etcd member {self.name!r} is already running")
         self._reap()
         command = self.command()
+        self._probe_tls = None  # certificate files may have been replaced since the last run
         assert self.log_path is not None  # set by __post_init__
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         # Opening a local file and Popen (fork+exec) return at once; only waiting would block.
@@ -315,7 +383,12 @@ class EtcdMember:
         """One probe of ``/health``: ``True`` iff it answers ``"health": "true"`` in time."""
         try:
             _, body = await _http_json(
-                self.client_port, method="GET", path="/health", body=None, time_limit=timeout
+                self.client_port,
+                method="GET",
+                path="/health",
+                body=None,
+                time_limit=timeout,
+                tls=self._probe_context(),
             )
         except (OSError, TimeoutError, ValueError):
             return False
@@ -333,6 +406,7 @@ class EtcdMember:
             path="/v3/maintenance/status",
             body=b"{}",
             time_limit=timeout,
+            tls=self._probe_context(),
         )
         if code != 200 or not isinstance(body, dict):
             raise ValueError(f"etcd member {self.name!r}: status answered {code}: {body!r}")
@@ -453,6 +527,7 @@ class _TempDirOwner:
         base_dir: str | os.PathLike[str] | None,
         extra_args: Sequence[str],
         start_timeout: float,
+        client_tls: EtcdServerTLS | None,
     ) -> None:
         if size < 1:
             raise ValueError(f"an etcd cluster needs at least one member, not {size}")
@@ -460,6 +535,7 @@ class _TempDirOwner:
         self._base_dir = base_dir
         self._extra_args = tuple(extra_args)
         self._start_timeout = start_timeout
+        self._client_tls = client_tls
         self._root: Path | None = None
         self._members: list[EtcdMember] = []
 
@@ -515,6 +591,7 @@ class _TempDirOwner:
                     initial_cluster=initial_cluster,
                     initial_cluster_token=token,
                     extra_args=self._extra_args,
+                    client_tls=self._client_tls,
                 )
                 for i, name in enumerate(names)
             ]
@@ -582,10 +659,18 @@ class EmbeddedEtcd(_TempDirOwner):
         base_dir: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         start_timeout: float = 30.0,
+        client_tls: EtcdServerTLS | None = None,
     ) -> None:
         """``base_dir``: where to create the temp dir (default: /dev/shm if roomy, else the system
-        temp dir). ``extra_args``: more etcd flags. ``start_timeout``: seconds to become healthy."""
-        super().__init__(size=1, base_dir=base_dir, extra_args=extra_args, start_timeout=start_timeout)
+        temp dir). ``extra_args``: more etcd flags. ``start_timeout``: seconds to become healthy.
+        ``client_tls``: serve clients over HTTPS (default: plain HTTP)."""
+        super().__init__(
+            size=1,
+            base_dir=base_dir,
+            extra_args=extra_args,
+            start_timeout=start_timeout,
+            client_tls=client_tls,
+        )
 
     @property
     def member(self) -> EtcdMember:
@@ -609,9 +694,16 @@ class EtcdCluster(_TempDirOwner):
         base_dir: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         start_timeout: float = 30.0,
+        client_tls: EtcdServerTLS | None = None,
     ) -> None:
         """``size``: number of members. Other arguments as for :class:`EmbeddedEtcd`."""
-        super().__init__(size=size, base_dir=base_dir, extra_args=extra_args, start_timeout=start_timeout)
+        super().__init__(
+            size=size,
+            base_dir=base_dir,
+            extra_args=extra_args,
+            start_timeout=start_timeout,
+            client_tls=client_tls,
+        )
 
     def _reachable(self) -> list[EtcdMember]:
         return [member for member in self._members if member.running and not member.paused]

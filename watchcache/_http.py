@@ -208,8 +208,15 @@ class APIServer:
         try:
             return await handler(request)
         except StatusError as err:
-            if err.code >= 500:
-                log.warning("%s %s: %s", request.method, request.path, err.message)
+            log.warning(
+                "%s %s: %d %s: %s",
+                request.method,
+                request.path[:200],
+                err.code,
+                err.reason,
+                err.message[:300],
+                extra={"code": err.code, "reason": err.reason},
+            )
             return status_response(err)
         except web.HTTPException as exc:
             if exc.status == 413:

@@ -617,9 +617,12 @@ class Resource:
                     current, fresh = await self._from_etcd(key)
                     continue
                 raise self._conflict(name)
+            # Identity is the key's, whatever the mutation says.
             meta.update(name=name, uid=uid, creationTimestamp=created)
-            if namespace:
+            if self.spec.namespaced:
                 meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
             stored = {**new, "apiVersion": api_version, "metadata": meta}
             stored.setdefault("kind", self.spec.kind)
             value = orjson.dumps(stored)

@@ -91,7 +91,12 @@ class Service:
                 request_timeout=opts.request_timeout,
             )
             await self.storage.start()
-            self.api = APIServer(storage=self.storage, resources=opts.config.resources, settings=opts.server)
+            self.api = APIServer(
+                storage=self.storage,
+                resources=opts.config.resources,
+                settings=opts.server,
+                authenticator=self._authenticator(),
+            )
             self._runner = web.AppRunner(self.api.app(), handler_cancellation=True, access_log=None)
             await self._runner.setup()
             self._site = web.TCPSite(

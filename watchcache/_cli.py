@@ -100,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a watch without timeoutSeconds ends at a random time between this and twice this "
         "(default: 1800)",
     )
+    http.add_argument(
+        "--watch-write-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="drop a watch connection whose client has not read for this long (default: 60)",
+    )
     cache = serve.add_argument_group("cache")
     cache.add_argument(
         "--default-watch-cache-size",
@@ -144,7 +151,12 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         raise ConfigError("give exactly one of --etcd-servers and --embedded-etcd")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a port number")
-    for flag in ("max_request_body_bytes", "default_watch_cache_size", "watcher_buffer"):
+    for flag in (
+        "max_request_body_bytes",
+        "default_watch_cache_size",
+        "watcher_buffer",
+        "watch_write_timeout",
+    ):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive")
     tls = None
@@ -165,7 +177,9 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         client_ca_file=args.client_ca_file,
         token_auth_file=args.token_auth_file,
         server=ServerSettings(
-            max_body_bytes=args.max_request_body_bytes, min_request_timeout=args.min_request_timeout
+            max_body_bytes=args.max_request_body_bytes,
+            min_request_timeout=args.min_request_timeout,
+            watch_write_timeout=args.watch_write_timeout,
         ),
         cache=CacheSettings(window_events=args.default_watch_cache_size, watcher_buffer=args.watcher_buffer),
         request_timeout=args.etcd_request_timeout,

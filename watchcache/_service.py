@@ -75,14 +75,17 @@ class Service:
 
     async def start(self) -> None:
         opts = self.options
+        # Everything that can be refused is checked before anything is started.
+        ssl_context = self._ssl_context()
+        authenticator = self._authenticator()
+        if not opts.etcd_servers and not opts.embedded_etcd:
+            raise ValueError("no etcd: give --etcd-servers or --embedded-etcd")
         try:
             servers = list(opts.etcd_servers)
             if opts.embedded_etcd:
                 self.etcd = EmbeddedEtcd()
                 await self.etcd.start()
                 servers = self.etcd.endpoints
-            if not servers:
-                raise ValueError("no etcd: give --etcd-servers or --embedded-etcd")
             self.storage = Storage(
                 servers,
                 prefix=opts.etcd_prefix,
@@ -95,13 +98,11 @@ class Service:
                 storage=self.storage,
                 resources=opts.config.resources,
                 settings=opts.server,
-                authenticator=self._authenticator(),
+                authenticator=authenticator,
             )
             self._runner = web.AppRunner(self.api.app(), handler_cancellation=True, access_log=None)
             await self._runner.setup()
-            self._site = web.TCPSite(
-                self._runner, opts.bind_address, opts.port, ssl_context=self._ssl_context()
-            )
+            self._site = web.TCPSite(self._runner, opts.bind_address, opts.port, ssl_context=ssl_context)
             await self._site.start()
         except BaseException:
             await self.stop()
@@ -111,13 +112,14 @@ class Service:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"{scheme}://{shown}:{port}"
         log.info("serving on %s", self.url)
+        if authenticator is None:
+            log.warning("no tenants configured: authentication is OFF; use only on loopback")
 
     def _authenticator(self) -> Authenticator | None:
         tenants = self.options.config.tenants
         if tenants is None:
             if self.options.token_auth_file:
                 raise ConfigError("--token-auth-file needs a 'tenants' section in the config")
-            log.warning("no tenants configured: authentication is OFF; use only on loopback")
             return None
         extra = load_token_file(self.options.token_auth_file) if self.options.token_auth_file else []
         return Authenticator(tenants, extra)

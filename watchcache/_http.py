@@ -241,7 +241,8 @@ class APIServer:
     # -- who is calling -----------------------------------------------------------------------------
 
     def _caller(self, request: web.Request) -> Tenant | None:
-        """The authenticated tenant (401 without valid credentials), or None when auth is off."""
+        """The authenticated tenant (401 without valid credentials; 429 over its request rate), or
+        None when auth is off."""
         if self.authenticator is None:
             return None
         cn = None
@@ -252,7 +253,9 @@ class APIServer:
                     for key, value in rdn:
                         if key == "commonName":
                             cn = value
-        return self.authenticator.authenticate(request.headers.get("Authorization"), cn)
+        tenant = self.authenticator.authenticate(request.headers.get("Authorization"), cn)
+        self._admission[tenant.name].check_rate()  # every authenticated request counts
+        return tenant
 
     def _visible(self, tenant: Tenant | None) -> tuple[str, tuple[ResourceSpec, ...]]:
         """(cache key, specs) of what ``tenant`` may see in discovery."""
@@ -401,7 +404,6 @@ class APIServer:
                     verb=verb, group=spec.group, resource=spec.resource, namespace=target.namespace
                 )
                 admission = self._admission[tenant.name]
-                admission.check_rate()
                 target = dataclasses.replace(target, admission=admission)
             if not target.resource.is_ready:
                 raise TooManyRequestsError(

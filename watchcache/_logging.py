@@ -50,3 +50,6 @@ def configure_logging(*, log_format: str = "text", level: str = "info") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log duplicates our per-request line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiohttp logs a traceback at ERROR for every malformed HTTP request a client sends (before any
+    # handler runs): anyone could flood the log. Handler errors are logged by watchcache itself.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ._cacher import CacheSettings
@@ -186,6 +186,17 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
     )
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (the ``speed`` extra): the service's hot paths are
+    socket writes and task switches, which it makes several times cheaper."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional: present with the "speed" extra
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def _hints(service: Service) -> str:
     config = service.options.config
     server = service.url
@@ -231,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(log_format=args.log_format, level=args.log_level)
         try:
             options = _options(args)
-            return asyncio.run(_serve(options))
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                return runner.run(_serve(options))
         except (ConfigError, ValueError, OSError) as err:
             print(f"watchcache serve: {err}".splitlines()[0], file=sys.stderr)
             return 2 if isinstance(err, ConfigError | ValueError) else 1

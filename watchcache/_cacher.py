@@ -300,7 +300,7 @@ class Cache:
                 if not group:
                     continue
                 for watcher in group:
-                    item = watcher.select(change)
+                    item = change if watcher.simple else watcher.select(change)
                     if item is not None:
                         items = pending.get(watcher)
                         if items is None:

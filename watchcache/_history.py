@@ -8,6 +8,7 @@ event type shares one encoding.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -34,7 +35,9 @@ class Change:
     """The new state; for a deletion the last state, with the deletion's resourceVersion."""
     prev: Entry | None
     """The state before this change (None for a creation): an etcd-protocol watcher's ``prev_kv``."""
-    _wire: dict[tuple[ChangeType, str], bytes] = field(default_factory=dict)
+    memo: dict[Hashable, bytes] = field(default_factory=dict)
+    """Encoded forms of this change, made once and shared by every watcher that needs them (the
+    watch line per event type and version here; the HTTP layer adds its chunk framing)."""
     _leave: bytes | None = None
 
     @property
@@ -61,10 +64,10 @@ class Change:
         (ADDED) or leaves (DELETED).
         """
         key = (event_type, api_version)
-        line = self._wire.get(key)
+        line = self.memo.get(key)
         if line is None:
             obj = codec.for_version(self.object_json(event_type, codec), api_version)
-            line = self._wire[key] = _WIRE_HEAD[event_type] + obj + b"}\n"
+            line = self.memo[key] = _WIRE_HEAD[event_type] + obj + b"}\n"
         return line
 
 

@@ -791,7 +791,13 @@ class Watch:
 
     async def next_chunk(self) -> bytes:
         """The next events as watch-stream lines, ready to write; ``b""`` once ended."""
-        return b"".join([self._wire(item) for item in await self._next_items()])
+        return b"".join([self.wire(item) for item in await self._next_items()])
+
+    def set_sink(self, sink: Callable[[builtins.list[Item]], bool]) -> None:
+        """Deliver live changes by calling ``sink`` from the dispatcher, while nothing is queued
+        (see :attr:`CacheWatcher.sink`); what it refuses still comes from :meth:`next_chunk`."""
+        if self._watcher is not None:
+            self._watcher.sink = sink
 
     def _event(self, item: Item) -> WatchEvent:
         codec, av = self._resource._codec, self._api_version
@@ -811,7 +817,8 @@ class Watch:
         self.resource_version = str(event.revision)
         return event
 
-    def _wire(self, item: Item) -> bytes:
+    def wire(self, item: Item) -> bytes:
+        """``item`` as a watch-stream line (shared bytes for a change; built for the rest)."""
         codec, av = self._resource._codec, self._api_version
         if isinstance(item, Change):
             self.resource_version = str(item.revision)

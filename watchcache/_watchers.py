@@ -9,7 +9,7 @@ buffer in batches, which lets the HTTP layer write and flush once per batch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -78,6 +78,8 @@ class CacheWatcher:
         "namespace",
         "next_bookmark",
         "selector",
+        "simple",
+        "sink",
     )
 
     def __init__(
@@ -94,6 +96,11 @@ class CacheWatcher:
         self.allow_bookmarks = allow_bookmarks
         self.next_bookmark = 0.0
         self.ended = Ended.NOT
+        #: Selects every change it is offered (no selector; the dispatcher's index did the namespace).
+        self.simple = selector.empty
+        #: Optional fast path: called with items to deliver them at once (e.g. written straight to a
+        #: socket); returns False when it cannot take them now, and they are buffered instead.
+        self.sink: Callable[[list[Item]], bool] | None = None
         # What the watcher owes its client before live changes: the initial state or a replay from
         # the window, produced lazily so a large one costs no memory per watcher. Live changes that
         # arrive meanwhile wait in the (bounded) buffer.
@@ -145,6 +152,16 @@ class CacheWatcher:
         """Queue ``items``; False (and the watcher is ended) when that would overflow its buffer."""
         if self.ended is not Ended.NOT:
             return False
+        # Straight to the sink while nothing is queued ahead of these items (order is kept).
+        sink = self.sink
+        if (
+            sink is not None
+            and not self._buffer
+            and self._initial is None
+            and self._initial_end is None
+            and sink(items)
+        ):
+            return True
         if len(self._buffer) + len(items) > self.capacity:
             self.end(Ended.TOO_SLOW)
             return False

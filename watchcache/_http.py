@@ -86,6 +86,8 @@ def status_response(err: StatusError) -> web.Response:
 # the socket, with no task switch per watcher. Past this much unsent data the watcher's buffer
 # takes over, drained by its handler with backpressure.
 _DIRECT_WRITE_HIGH_WATER = 256 * 1024
+# LIST bodies larger than this are streamed in pieces of about this size.
+_LIST_STREAM_PIECE = 256 * 1024
 
 
 def _chunk(line: bytes) -> bytes:
@@ -505,7 +507,7 @@ class APIServer:
         )
         return web.Response(body=raw, content_type=JSON)
 
-    async def _list(self, request: web.Request, target: _Target) -> web.Response:
+    async def _list(self, request: web.Request, target: _Target) -> web.StreamResponse:
         q = request.query
         spec = target.resource.spec
         result = await target.resource.list(
@@ -526,9 +528,27 @@ class APIServer:
         head = orjson.dumps(
             {"kind": f"{spec.kind}List", "apiVersion": spec.api_version(target.version), "metadata": meta}
         )
-        # The items are the cache's bytes, joined without re-encoding.
-        body = b"".join([head[:-1], b',"items":[', b",".join(result.raw_items), b"]}"])
-        return web.Response(body=body, content_type=JSON)
+        # The items are the cache's bytes, sent without re-encoding: a small list in one body, a
+        # large one streamed in pieces so that no second copy of it is ever built in memory.
+        prefix, items = head[:-1] + b',"items":[', result.raw_items
+        if sum(map(len, items)) < _LIST_STREAM_PIECE:
+            return web.Response(body=prefix + b",".join(items) + b"]}", content_type=JSON)
+        response = web.StreamResponse(headers={"Content-Type": JSON})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        piece, size = [prefix], 0
+        for i, item in enumerate(items):
+            if i:
+                piece.append(b",")
+            piece.append(item)
+            size += len(item)
+            if size >= _LIST_STREAM_PIECE:
+                await response.write(b"".join(piece))
+                piece, size = [], 0
+        piece.append(b"]}")
+        await response.write(b"".join(piece))
+        await response.write_eof()
+        return response
 
     async def _watch(self, request: web.Request, target: _Target) -> web.StreamResponse:
         q = request.query

@@ -136,7 +136,7 @@ def _kv(pb: Any) -> KeyValue:
 def _translate(err: grpc.aio.AioRpcError, what: str) -> StatusError:
     code = err.code()
     details = err.details() or ""
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED or "context deadline exceeded" in details:
         return TimedOutError(f"etcd did not answer {what} in time: {details}")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return EtcdUnavailableError(f"etcd is unavailable ({what}): {details}", retry_after=1)

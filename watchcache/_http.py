@@ -581,21 +581,19 @@ class APIServer:
                 target.observation.finish(200)
             if request.transport is not None:
                 watch.set_sink(_direct_writer(watch, request.transport, target.version))
-            async with asyncio.timeout(timeout_s):
-                while True:
-                    chunk = await watch.next_chunk()
-                    if not chunk:
-                        break
-                    try:
-                        async with asyncio.timeout(self.settings.watch_write_timeout):
-                            await response.write(chunk)
-                    except TimeoutError:
-                        log.info("dropping a watch whose client stopped reading: %s", request.path)
-                        if request.transport is not None:
-                            request.transport.abort()
-                        return response
-        except TimeoutError:
-            pass  # timeoutSeconds elapsed: end the stream cleanly
+            # timeoutSeconds bounds the wait for events only: cancelling a blocked write would leave
+            # aiohttp's drain waiter cancelled, and the final write_eof() could then never finish.
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await watch.next_chunk()
+                except TimeoutError:
+                    break  # timeoutSeconds elapsed: end the stream cleanly
+                if not chunk:
+                    break
+                if not await self._write_or_drop(request, response.write(chunk)):
+                    return response
         except ConnectionResetError:
             return response
         except Exception:
@@ -606,8 +604,21 @@ class APIServer:
             return response
         finally:
             watch.close()
-        await response.write_eof()
+        await self._write_or_drop(request, response.write_eof())
         return response
+
+    async def _write_or_drop(self, request: web.Request, write: Awaitable[None]) -> bool:
+        """Await a write to a watch response; a client that has not read for watch_write_timeout
+        seconds has its connection dropped (False)."""
+        try:
+            async with asyncio.timeout(self.settings.watch_write_timeout):
+                await write
+        except TimeoutError:
+            log.info("dropping a watch whose client stopped reading: %s", request.path)
+            if request.transport is not None:
+                request.transport.abort()
+            return False
+        return True
 
     # -- writes ------------------------------------------------------------------------------------
 

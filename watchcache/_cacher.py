@@ -21,6 +21,7 @@ import heapq
 import itertools
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ from ._watchers import Bookmark, CacheWatcher, Ended, Item
 __all__ = ["Cache", "CacheSettings", "CacheStats"]
 
 log = logging.getLogger(__name__)
+
+# Longest a change waits to be dispatched together with the next ones while dispatch is busy.
+_MAX_COALESCE = 0.005
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +130,11 @@ class Cache:
         self._snapshots: OrderedDict[int, tuple[Snapshot, float]] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        # Changes applied to the store but not yet offered to the watchers (see _queue_dispatch).
+        self._undispatched: list[Change] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._dispatch_cost = 0.0
+        self._dispatched_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -141,6 +150,9 @@ class Cache:
     async def stop(self) -> None:
         """Stop the tasks and end every watcher (their clients see the stream close)."""
         self._stopped = True
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -221,6 +233,11 @@ class Cache:
                 break
             key = page.kvs[-1].key + b"\0"
         relisted = self.ready.is_set()
+        # Changes of the old history that were not offered yet are moot: every watcher gets 410.
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._undispatched = []
         self.store.replace(entries)
         self.window.reset(revision)
         self._snapshots.clear()
@@ -280,7 +297,7 @@ class Cache:
             self.window.append(change)
         self.revision = max(base, batch.events[-1].kv.mod_revision)
         if changes:
-            self._dispatch(changes)
+            self._queue_dispatch(changes)
         self._wake_waiters()
 
     def _advance(self, revision: int) -> None:
@@ -289,6 +306,34 @@ class Cache:
             self._wake_waiters()
 
     # -- watchers ----------------------------------------------------------------------------------
+
+    def _queue_dispatch(self, changes: list[Change]) -> None:
+        """Offer ``changes`` to the watchers soon: at once when dispatch is idle; while it is busy
+        (the last dispatch ended less than its own duration ago), after about that long (at most
+        5 ms), so that the changes arriving meanwhile go out together — one write per watcher for
+        several changes instead of one per change. Anything that depends on what watchers have
+        been offered (registering a watcher, a bookmark) flushes first."""
+        self._undispatched.extend(changes)
+        if self._flush_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        cost = self._dispatch_cost
+        if loop.time() - self._dispatched_at < cost:
+            self._flush_handle = loop.call_later(min(cost, _MAX_COALESCE), self._flush)
+        else:
+            self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        changes, self._undispatched = self._undispatched, []
+        if not changes:
+            return
+        started = time.perf_counter()
+        self._dispatch(changes)
+        self._dispatch_cost = time.perf_counter() - started
+        self._dispatched_at = asyncio.get_running_loop().time()
 
     def _dispatch(self, changes: list[Change]) -> None:
         if not self._watchers:
@@ -330,6 +375,8 @@ class Cache:
         ``initial-events-end`` bookmark). ``since=N``: it gets every change after N; N older than the
         window raises :class:`ExpiredError`. The caller has made sure the cache is at or past N.
         """
+        self._check_running()
+        self._flush()  # the new watcher's backlog must not overlap what is still to be dispatched
         watcher = CacheWatcher(
             selector=selector,
             namespace=namespace,
@@ -391,6 +438,7 @@ class Cache:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(tick)
+            self._flush()  # a bookmark's revision must not pass changes not yet offered
             now = loop.time()
             for watcher in list(self._watchers):
                 if watcher.allow_bookmarks and now >= watcher.next_bookmark:

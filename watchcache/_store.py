@@ -101,7 +101,9 @@ class Codec:
             meta = obj["metadata"] = {}
         meta["resourceVersion"] = str(revision)
         obj.pop("apiVersion", None)
-        return orjson.dumps({"apiVersion": self.primary, **obj})
+        # orjson's result keeps the spare capacity of its output buffer (about 8 KiB for a 1 KiB
+        # object); an exact-size copy is what the cache should hold for as long as the object lives.
+        return bytes(memoryview(orjson.dumps({"apiVersion": self.primary, **obj})))
 
     def for_version(self, json: bytes, api_version: str) -> bytes:
         """``json`` (as made by :meth:`encode`) as served through ``api_version``."""

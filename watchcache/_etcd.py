@@ -219,10 +219,12 @@ class EtcdClient:
         options = [
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ("grpc.max_send_message_length", _MAX_MESSAGE),
-            # Keep the watch streams' connection checked, so a vanished etcd is noticed.
-            ("grpc.keepalive_time_ms", 5_000),
-            ("grpc.keepalive_timeout_ms", 3_000),
-            ("grpc.keepalive_permit_without_calls", 1),
+            # Keep the watch streams' connection checked, so a vanished (or frozen) member is noticed.
+            # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time) and without an
+            # open stream, answering GOAWAY "too_many_pings", which would break every stream.
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 0),
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2_000),
         ]

@@ -69,19 +69,8 @@ VERSIONS = {"flunders": ("v1alpha1", "v1beta1"), "fischers": ("v1alpha1",)}
 NAMESPACES = ("ns0", "ns1", "ns2", "ns3")
 BULK = "bulk"
 SELECTORS = ("app=a", "app in (a,b)", "tier!=x", "app=b,tier=y", "!gone", "app notin (c)")
-CONFIG = """\
-resources:
-  - group: wardle.example.com
-    versions: [v1alpha1, v1beta1]
-    resource: flunders
-    kind: Flunder
-    namespaced: true
-  - group: wardle.example.com
-    versions: [v1alpha1]
-    resource: fischers
-    kind: Fischer
-    namespaced: false
-"""
+# The README's example configuration: a namespaced and a cluster-scoped resource.
+CONFIG = (Path(__file__).parent.parent / "examples" / "watchcache.yaml").read_text()
 T0 = time.monotonic()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aetcd
 import pytest
@@ -76,19 +77,8 @@ async def etcd_kv(etcd_endpoints: list[str]) -> AsyncIterator[aetcd.Client]:
 
 # -- the HTTP service --------------------------------------------------------------------------------
 
-EXAMPLE_CONFIG = """
-resources:
-  - group: wardle.example.com
-    versions: [v1alpha1, v1beta1]
-    resource: flunders
-    kind: Flunder
-    namespaced: true
-  - group: wardle.example.com
-    versions: [v1alpha1]
-    resource: fischers
-    kind: Fischer
-    namespaced: false
-"""
+# The resources the service tests serve: the README's example configuration itself.
+EXAMPLE_CONFIG = (Path(__file__).parent.parent / "examples" / "watchcache.yaml").read_text()
 
 
 @pytest.fixture(scope="session")

@@ -110,10 +110,15 @@ def _direct_writer(watch: Watch, transport: Any, version: str) -> Callable[[list
     def write(items: list[Item]) -> bool:
         if transport.is_closing() or transport.get_write_buffer_size() > _DIRECT_WRITE_HIGH_WATER:
             return False
-        if len(items) == 1:
-            transport.write(framed(items[0]))
-        else:
-            transport.write(b"".join([framed(item) for item in items]))
+        try:
+            if len(items) == 1:
+                transport.write(framed(items[0]))
+            else:
+                transport.write(b"".join([framed(item) for item in items]))
+        except (OSError, RuntimeError):
+            # This runs inside the cache's dispatch: one client's broken socket must not reach
+            # it. The items go to the buffer instead, and the handler notices the connection.
+            return False
         return True
 
     return write

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
@@ -122,3 +123,51 @@ async def test_sigterm_drains_watches_and_exits_0() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_json_logs_one_line_per_request_at_debug() -> None:
+    """--log-format json writes one JSON object per line; at debug each request gets one line with its
+    verb, path and code, and an error response one warning line."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *WATCHCACHE,
+        "serve",
+        "--embedded-etcd",
+        "--config",
+        EXAMPLE,
+        "--port",
+        str(port),
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            await proc.stdout.readline()
+        base = f"http://127.0.0.1:{port}/apis/wardle.example.com/v1alpha1"
+        async with aiohttp.ClientSession() as session:
+            async with asyncio.timeout(30):
+                while True:
+                    async with session.get(f"{base}/flunders") as listed:
+                        if listed.status == 200:
+                            break
+                    await asyncio.sleep(0.1)
+            async with session.get(f"{base}/namespaces/default/flunders/missing") as missing:
+                assert missing.status == 404
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    records = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    requests = [r for r in records if r["msg"] == "request"]
+    assert any(r["verb"] == "LIST" and r["code"] == 200 and r["level"] == "debug" for r in requests)
+    assert any(r["verb"] == "GET" and r["code"] == 404 for r in requests)
+    warnings = [r for r in records if r["level"] == "warning" and r.get("code") == 404]
+    assert len(warnings) == 1 and warnings[0]["reason"] == "NotFound"

@@ -8,6 +8,7 @@ from typing import Any
 import aetcd
 import orjson
 import pytest
+from resources import FISCHERS, FLUNDERS
 
 from watchcache import (
     AlreadyExistsError,
@@ -18,19 +19,7 @@ from watchcache import (
     InvalidError,
     NotFoundError,
     Resource,
-    ResourceSpec,
     Storage,
-)
-
-FLUNDERS = ResourceSpec(
-    group="wardle.example.com",
-    resource="flunders",
-    kind="Flunder",
-    namespaced=True,
-    versions=("v1alpha1", "v1beta1"),
-)
-FISCHERS = ResourceSpec(
-    group="wardle.example.com", resource="fischers", kind="Fischer", namespaced=False, versions=("v1alpha1",)
 )
 
 

@@ -27,6 +27,22 @@ async def run(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+async def serve(port: int, *extra: str) -> asyncio.subprocess.Process:
+    """`watchcache serve` on a private etcd and the example configuration, output piped."""
+    return await asyncio.create_subprocess_exec(
+        *WATCHCACHE,
+        "serve",
+        "--embedded-etcd",
+        "--config",
+        EXAMPLE,
+        "--port",
+        str(port),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -85,17 +101,7 @@ async def test_help_documents_the_flags() -> None:
 async def test_sigterm_drains_watches_and_exits_0() -> None:
     """SIGTERM ends open watches cleanly (the client sees the stream end) and the process exits 0."""
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *WATCHCACHE,
-        "serve",
-        "--embedded-etcd",
-        "--config",
-        EXAMPLE,
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await serve(port)
     assert proc.stdout is not None
     try:
         async with asyncio.timeout(60):
@@ -129,21 +135,7 @@ async def test_json_logs_one_line_per_request_at_debug() -> None:
     """--log-format json writes one JSON object per line; at debug each request gets one line with its
     verb, path and code, and an error response one warning line."""
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *WATCHCACHE,
-        "serve",
-        "--embedded-etcd",
-        "--config",
-        EXAMPLE,
-        "--port",
-        str(port),
-        "--log-format",
-        "json",
-        "--log-level",
-        "debug",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await serve(port, "--log-format", "json", "--log-level", "debug")
     assert proc.stdout is not None
     try:
         async with asyncio.timeout(60):

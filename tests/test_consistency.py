@@ -21,12 +21,12 @@ from typing import Any
 import aetcd
 import orjson
 import pytest
+from resources import FLUNDERS
 
 from watchcache import (
     CacheSettings,
     NotFoundError,
     Resource,
-    ResourceSpec,
     Storage,
     TimedOutError,
 )
@@ -34,13 +34,6 @@ from watchcache._etcd import EtcdClient
 
 pytestmark = pytest.mark.etcd
 
-FLUNDERS = ResourceSpec(
-    group="wardle.example.com",
-    resource="flunders",
-    kind="Flunder",
-    namespaced=True,
-    versions=("v1alpha1",),
-)
 RV_WAIT = 0.5
 
 

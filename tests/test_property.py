@@ -25,13 +25,13 @@ import pytest
 from etcd_helpers import etcd_client, unique_prefix
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from resources import FLUNDERS
 
 from watchcache import (
     AlreadyExistsError,
     EmbeddedEtcd,
     NotFoundError,
     Resource,
-    ResourceSpec,
     Storage,
     Watch,
 )
@@ -39,13 +39,6 @@ from watchcache._etcd import EtcdClient, EventType, KeyValue
 
 pytestmark = pytest.mark.etcd
 
-FLUNDERS = ResourceSpec(
-    group="wardle.example.com",
-    resource="flunders",
-    kind="Flunder",
-    namespaced=True,
-    versions=("v1alpha1",),
-)
 NAMESPACES = ("ns-1", "ns-2")
 NAMES = ("a", "b", "c")
 LABEL_SETS: tuple[dict[str, str], ...] = (

@@ -17,6 +17,7 @@ import aetcd
 import orjson
 import pytest
 from etcd_helpers import etcd_client, retry, wait_until
+from resources import FLUNDERS
 
 from watchcache import (
     CacheSettings,
@@ -24,7 +25,6 @@ from watchcache import (
     EtcdUnavailableError,
     ExpiredError,
     Resource,
-    ResourceSpec,
     Storage,
     TimedOutError,
     TooManyRequestsError,
@@ -35,13 +35,6 @@ from watchcache._etcd import EtcdClient
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 
-FLUNDERS = ResourceSpec(
-    group="wardle.example.com",
-    resource="flunders",
-    kind="Flunder",
-    namespaced=True,
-    versions=("v1alpha1",),
-)
 PREFIX = "/registry"
 
 

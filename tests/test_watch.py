@@ -17,13 +17,13 @@ import aetcd
 import orjson
 import pytest
 from etcd_helpers import wait_until
+from resources import FLUNDERS
 
 from watchcache import (
     BadRequestError,
     CacheSettings,
     NotFoundError,
     Resource,
-    ResourceSpec,
     StatusError,
     Storage,
     TimedOutError,
@@ -32,13 +32,6 @@ from watchcache import (
 )
 
 GROUP = "wardle.example.com"
-FLUNDERS = ResourceSpec(
-    group=GROUP,
-    resource="flunders",
-    kind="Flunder",
-    namespaced=True,
-    versions=("v1alpha1", "v1beta1"),
-)
 V1ALPHA1 = f"{GROUP}/v1alpha1"
 V1BETA1 = f"{GROUP}/v1beta1"
 

@@ -43,6 +43,16 @@ async def serve(port: int, *extra: str) -> asyncio.subprocess.Process:
     )
 
 
+async def until_ok(session: aiohttp.ClientSession, url: str) -> None:
+    """Poll ``url`` until it answers 200 (30 s at most): the service has loaded its caches."""
+    async with asyncio.timeout(30):
+        while True:
+            async with session.get(url) as reply:
+                if reply.status == 200:
+                    return
+            await asyncio.sleep(0.1)
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -109,12 +119,7 @@ async def test_sigterm_drains_watches_and_exits_0() -> None:
         assert f"serving http://127.0.0.1:{port}" in banner
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
-            async with asyncio.timeout(30):
-                while True:
-                    async with session.get(f"{base}/readyz") as ready:
-                        if ready.status == 200:
-                            break
-                    await asyncio.sleep(0.1)
+            await until_ok(session, f"{base}/readyz")
             url = f"{base}/apis/wardle.example.com/v1alpha1/namespaces/default/flunders?watch=true"
             async with session.get(url) as watch:
                 assert watch.status == 200
@@ -142,12 +147,7 @@ async def test_json_logs_one_line_per_request_at_debug() -> None:
             await proc.stdout.readline()
         base = f"http://127.0.0.1:{port}/apis/wardle.example.com/v1alpha1"
         async with aiohttp.ClientSession() as session:
-            async with asyncio.timeout(30):
-                while True:
-                    async with session.get(f"{base}/flunders") as listed:
-                        if listed.status == 200:
-                            break
-                    await asyncio.sleep(0.1)
+            await until_ok(session, f"{base}/flunders")
             async with session.get(f"{base}/namespaces/default/flunders/missing") as missing:
                 assert missing.status == 404
         proc.send_signal(signal.SIGTERM)

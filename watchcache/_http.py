@@ -124,6 +124,12 @@ def _direct_writer(watch: Watch, transport: Any, version: str) -> Callable[[list
     return write
 
 
+def _drop(request: web.Request) -> None:
+    """Close a streaming response's connection at once (no clean end is possible any more)."""
+    if request.transport is not None:
+        request.transport.abort()
+
+
 def _json_response(obj: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(obj), status=status, content_type=JSON)
 
@@ -604,8 +610,7 @@ class APIServer:
         except Exception:
             # The headers are out: a Status can no longer be sent, so end the stream.
             log.exception("%s: watch stream failed", request.path)
-            if request.transport is not None:
-                request.transport.abort()
+            _drop(request)
             return response
         finally:
             watch.close()
@@ -620,8 +625,7 @@ class APIServer:
                 await write
         except TimeoutError:
             log.info("dropping a watch whose client stopped reading: %s", request.path)
-            if request.transport is not None:
-                request.transport.abort()
+            _drop(request)
             return False
         return True
 

@@ -15,6 +15,7 @@ the tenants' groups is unchanged, and nothing was logged at ERROR.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -266,6 +267,26 @@ def paths(draw: st.DrawFn) -> str:
     return "/apis/" + "a" * draw(st.sampled_from([300, 5000, 16000, 20000]))
 
 
+def _token(data: object) -> str:
+    """A continue token of watchcache's own format (base64url JSON), with whatever it says."""
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+# Forged continue tokens: well formed, but for a revision ahead of everything, a compacted one, or
+# with start keys that try to leave the resource.
+FORGED_TOKENS = [
+    _token({"v": "watchcache/v1", "rv": rv, "start": start})
+    for rv in (1, 2, 10**12, 2**62, 2**63 - 1)
+    for start in ("default/seed\u0000", "../../", "\u0000", "zzz")
+] + [
+    _token({"v": "watchcache/v1", "rv": "5", "start": "a"}),
+    _token({"v": "watchcache/v1", "rv": -1, "start": "a"}),
+    _token({"v": "watchcache/v1", "rv": 3, "start": "x" * 2000}),
+    _token({"v": "watchcache/v1", "rv": 3.5, "start": "a"}),
+    _token({"v": "watchcache/v1", "rv": 2**70, "start": "a"}),
+    _token([1, 2]),
+]
+
 QUERY_VALUES: dict[str, list[str]] = {
     "resourceVersion": [
         "",
@@ -281,7 +302,7 @@ QUERY_VALUES: dict[str, list[str]] = {
     ],
     "resourceVersionMatch": ["", "NotOlderThan", "Exact", "exact", "MostRecent", "garbage"],
     "limit": ["", "0", "1", "2", "500", "-1", "abc", "99999999999999999999999"],
-    "continue": ["", "garbage", "eyJ2IjoxfQ", "%%%", "e30", "eyJ2Ijoid2F0Y2hjYWNoZS92MSJ9"],
+    "continue": ["", "garbage", "eyJ2IjoxfQ", "%%%", "e30", "eyJ2Ijoid2F0Y2hjYWNoZS92MSJ9", *FORGED_TOKENS],
     "labelSelector": [
         "",
         "app=x",
@@ -310,7 +331,7 @@ QUERY_VALUES: dict[str, list[str]] = {
     "fieldValidation": ["", "Ignore", "Warn", "Strict", "strict", "Bogus"],
     "hash": ["", "abc"],
     "pretty": ["true"],
-    "dryRun": ["All"],
+    "dryRun": ["All", "", "None", "all"],
 }
 
 
@@ -439,12 +460,34 @@ def k8s_objects(draw: st.DrawFn) -> dict[str, Any]:
     return obj
 
 
+def _doubling_patch(rounds: int) -> list[dict[str, Any]]:
+    """JSON patch operations that double /spec/a each round (the amplification of the hardening issue)."""
+    ops: list[dict[str, Any]] = [{"op": "add", "path": "/spec", "value": {"a": ["x" * 64]}}]
+    for _ in range(rounds):
+        ops += [
+            {"op": "copy", "from": "/spec/a", "path": "/spec/b"},
+            {"op": "add", "path": "/spec/a/-", "value": 1},
+            {"op": "copy", "from": "/spec/b", "path": "/spec/a/-"},
+        ]
+    return ops
+
+
+PATCH_BOMBS: list[list[dict[str, Any]]] = [
+    _doubling_patch(25),
+    # Copying a node into its own child, again and again: deeper each time.
+    [{"op": "add", "path": "/spec", "value": {"a": {}}}]
+    + [{"op": "copy", "from": "/spec", "path": "/spec/a/b"} for _ in range(80)],
+    [{"op": "move", "from": "/spec", "path": "/spec/a"}],
+    [{"op": "test", "path": "/metadata/name", "value": "seed"}] * 20_000,
+]
+
+
 @st.composite
 def bodies(draw: st.DrawFn) -> bytes | int | None:
     """A body, or (for a huge one) its size."""
     kind = draw(
         st.sampled_from(
-            ["none", "object", "object", "json", "patch", "deep", "huge", "utf8", "binary", "text"]
+            ["none", "object", "object", "json", "patch", "bomb", "deep", "huge", "utf8", "binary", "text"]
         )
     )
     if kind == "none":
@@ -463,6 +506,8 @@ def bodies(draw: st.DrawFn) -> bytes | int | None:
             },
         )
         return json.dumps(draw(st.lists(ops, max_size=3))).encode()
+    if kind == "bomb":
+        return json.dumps(draw(st.sampled_from(PATCH_BOMBS))).encode()
     if kind == "deep":
         depth = draw(st.sampled_from([65, 100, 1000, 5000, 100000]))
         opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))

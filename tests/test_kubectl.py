@@ -159,3 +159,45 @@ async def test_get_watch_streams_changes(kubectl: Kubectl, tmp_path: Path) -> No
     finally:
         watcher.kill()
         await watcher.wait()
+
+
+async def test_server_dry_run_delete_apply_create_write_nothing(kubectl: Kubectl, tmp_path: Path) -> None:
+    """kubectl's --dry-run=server (DeleteOptions.dryRun in a DELETE body, dryRun=All on the query of
+    create and apply) reports what would happen and changes nothing."""
+    manifest = tmp_path / "d.yaml"
+    manifest.write_text(FLUNDER.format(name="d", app="x", size=1))
+    await kubectl("create", "-f", str(manifest))
+    before = await kubectl.json("get", "flunder", "d", "-n", "default")
+
+    out = await kubectl("delete", "flunder", "d", "-n", "default", "--dry-run=server")
+    assert "deleted (server dry run)" in out
+    assert await kubectl.json("get", "flunder", "d", "-n", "default") == before
+
+    manifest.write_text(FLUNDER.format(name="d", app="x", size=7))
+    out = await kubectl("apply", "-f", str(manifest), "--dry-run=server", "-o", "json")
+    assert json.loads(out)["spec"] == {"size": 7}
+    assert await kubectl.json("get", "flunder", "d", "-n", "default") == before
+
+    other = tmp_path / "e.yaml"
+    other.write_text(FLUNDER.format(name="e", app="x", size=1))
+    assert "created (server dry run)" in await kubectl("create", "-f", str(other), "--dry-run=server")
+    out = await kubectl("get", "flunder", "e", "-n", "default", ok=False)
+    assert "NotFound" in out or "not found" in out
+
+
+async def test_diff_shows_the_change_and_writes_nothing(kubectl: Kubectl, tmp_path: Path) -> None:
+    """kubectl diff (a server-side dry-run patch) shows the change a manifest would make, exits 1 as
+    diff does for differences, and leaves the object as it was."""
+    manifest = tmp_path / "f.yaml"
+    manifest.write_text(FLUNDER.format(name="f", app="x", size=1))
+    await kubectl("apply", "-f", str(manifest))
+    before = await kubectl.json("get", "flunder", "f", "-n", "default")
+
+    manifest.write_text(FLUNDER.format(name="f", app="x", size=3))
+    proc = await kubectl.start("diff", "-f", str(manifest))
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode == 1, (proc.returncode, out.decode(), err.decode())
+    diff = out.decode()
+    assert "-  size: 1" in diff and "+  size: 3" in diff, diff
+    assert await kubectl.json("get", "flunder", "f", "-n", "default") == before

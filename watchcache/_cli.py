@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from ._cacher import CacheSettings
 from ._config import ConfigError, load_config
+from ._connections import ConnectionSettings
 from ._demo import run_demo
 from ._etcd import EtcdTLS
 from ._http import ServerSettings
@@ -101,11 +102,38 @@ def _parser() -> argparse.ArgumentParser:
         "(default: 1800)",
     )
     http.add_argument(
+        "--write-timeout",
         "--watch-write-timeout",
+        dest="write_timeout",
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="drop a watch connection whose client has not read for this long (default: 60)",
+        help="drop a connection whose client has not read a response (a watch, a LIST, an object) "
+        "for this long (default: 60)",
+    )
+    http.add_argument(
+        "--request-header-timeout",
+        type=float,
+        default=ConnectionSettings.header_timeout,
+        metavar="SECONDS",
+        help="close a connection that has not completed its TLS handshake and sent a whole request "
+        f"header within this long (default: {ConnectionSettings.header_timeout:g})",
+    )
+    http.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=ConnectionSettings.idle_timeout,
+        metavar="SECONDS",
+        help="close a kept-alive connection idle for this long between requests "
+        f"(default: {ConnectionSettings.idle_timeout:g})",
+    )
+    http.add_argument(
+        "--max-unauthenticated-connections",
+        type=int,
+        default=ConnectionSettings.max_unauthenticated,
+        metavar="N",
+        help="connections without an authenticated request yet; past it the oldest is closed "
+        f"(default: {ConnectionSettings.max_unauthenticated})",
     )
     cache = serve.add_argument_group("cache")
     cache.add_argument(
@@ -155,7 +183,10 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         "max_request_body_bytes",
         "default_watch_cache_size",
         "watcher_buffer",
-        "watch_write_timeout",
+        "write_timeout",
+        "request_header_timeout",
+        "idle_timeout",
+        "max_unauthenticated_connections",
     ):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive")
@@ -179,7 +210,12 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         server=ServerSettings(
             max_body_bytes=args.max_request_body_bytes,
             min_request_timeout=args.min_request_timeout,
-            watch_write_timeout=args.watch_write_timeout,
+            write_timeout=args.write_timeout,
+            connections=ConnectionSettings(
+                header_timeout=args.request_header_timeout,
+                idle_timeout=args.idle_timeout,
+                max_unauthenticated=args.max_unauthenticated_connections,
+            ),
         ),
         cache=CacheSettings(window_events=args.default_watch_cache_size, watcher_buffer=args.watcher_buffer),
         request_timeout=args.etcd_request_timeout,
@@ -195,6 +231,20 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
+
+
+def _raise_open_files_limit() -> None:
+    """Let the process use every file descriptor the system allows it (the soft limit raised to the
+    hard one, as Go programs do): each client connection is one, and the caps on connections
+    (see ``_connections``) are what keeps any one client from taking them all."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError) as err:
+        log.debug("could not raise the open files limit: %s", err)
 
 
 def _hints(service: Service) -> str:
@@ -242,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(log_format=args.log_format, level=args.log_level)
         try:
             options = _options(args)
+            _raise_open_files_limit()
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 return runner.run(_serve(options))
         except (ConfigError, ValueError, OSError) as err:

@@ -170,6 +170,9 @@ _LIMIT_KEYS = {
     "maxBytes": ("max_bytes", int),
     "maxRequestBytes": ("max_request_bytes", int),
     "maxJSONDepth": ("max_json_depth", int),
+    "maxObjectBytes": ("max_object_bytes", int),
+    "maxBytesInFlight": ("max_bytes_in_flight", int),
+    "maxConnections": ("max_connections", int),
 }
 
 

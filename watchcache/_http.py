@@ -4,33 +4,37 @@ Routing is done here by hand over the raw path, segment by segment, so that an e
 ``..`` can never change which resource or key a request reaches. Every failure becomes a Kubernetes
 ``Status`` in :func:`status_response` (the one place), including aiohttp's own errors and bugs (500).
 WATCH is a chunked response written from pre-serialized event lines, one write per batch of events.
+
+Every response is written under a write timeout (a client that does not read is dropped), and the
+bytes a tenant's responses hold while being written come out of the tenant's byte budget: a LIST or a
+watch's initial state is written from the cache's shared bytes in bounded pieces, each taken from the
+budget before it is built. Connections are timed and capped by :mod:`._connections`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import random
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-import json_merge_patch
-import jsonpatch
-import jsonpointer
 import orjson
 from aiohttp import web
 
 from . import _discovery
 from ._auth import Authenticator, Tenant
+from ._connections import ConnectionGuard, ConnectionSettings, GuardedSite, TooManyConnectionsError
 from ._errors import (
     BadRequestError,
     InternalError,
-    InvalidError,
     MethodNotAllowedError,
     NotAcceptableError,
     NotFoundError,
@@ -40,11 +44,13 @@ from ._errors import (
     UnsupportedMediaTypeError,
 )
 from ._history import Change
-from ._limits import Admission, TenantLimits, json_depth
+from ._limits import Admission, ByteBudget, TenantLimits, json_depth
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import Metrics
-from ._resource import Resource, ResourceSpec, Watch
+from ._patch import PATCH_TYPES
+from ._resource import Page, Resource, ResourceSpec, Watch
 from ._storage import Storage
+from ._store import Entry
 from ._watchers import Item
 
 __all__ = ["APIServer", "ServerSettings", "status_response"]
@@ -52,8 +58,6 @@ __all__ = ["APIServer", "ServerSettings", "status_response"]
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 _DEFAULT_LIMITS = TenantLimits()
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
@@ -68,9 +72,11 @@ class ServerSettings:
     min_request_timeout: float = 1800.0
     """A watch without timeoutSeconds ends after a random time in [this, twice this] (kube-apiserver's
     ``--min-request-timeout``), which spreads re-watches out."""
-    watch_write_timeout: float = 60.0
-    """Seconds a watch response may stay blocked on a client that does not read before the
-    connection is dropped."""
+    write_timeout: float = 60.0
+    """Seconds any response (a watch, a LIST, an object) may stay blocked on a client that does not
+    read before the connection is dropped."""
+    connections: ConnectionSettings = dataclasses.field(default_factory=ConnectionSettings)
+    """Header and idle timeouts, and the caps on connections without credentials."""
 
 
 def status_response(err: StatusError) -> web.Response:
@@ -78,16 +84,23 @@ def status_response(err: StatusError) -> web.Response:
     headers = {}
     if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)
-    return web.Response(body=orjson.dumps(err.status()), status=err.code, content_type=JSON, headers=headers)
+    response = web.Response(
+        body=orjson.dumps(err.status()), status=err.code, content_type=JSON, headers=headers
+    )
+    if isinstance(err, TooManyConnectionsError):
+        response.force_close()  # what the client was refused is a connection: close this one
+    return response
 
 
 # The fast path of watch fan-out: while a client keeps up, the dispatcher writes each change's
 # chunk-framed line — encoded and framed once per change, shared by every watcher — straight to
 # the socket, with no task switch per watcher. Past this much unsent data the watcher's buffer
-# takes over, drained by its handler with backpressure.
-_DIRECT_WRITE_HIGH_WATER = 256 * 1024
-# LIST bodies larger than this are streamed in pieces of about this size.
-_LIST_STREAM_PIECE = 256 * 1024
+# takes over, drained by its handler with backpressure and the tenant's byte budget; so a client
+# that stops reading holds at most this much (plus one batch) before its handler waits.
+_DIRECT_WRITE_HIGH_WATER = 64 * 1024
+# LIST bodies and watch batches larger than this are written in pieces of about this size, each
+# built only once the tenant's budget has room for it.
+_PIECE = 256 * 1024
 
 
 def _chunk(line: bytes) -> bytes:
@@ -229,6 +242,51 @@ class APIServer:
                 writable = [r for r in self._resources.values() if r.spec.group in tenant.groups]
                 limits = authenticator.limits[tenant.name]
                 self._admission[tenant.name] = Admission(tenant.name, limits, writable)
+        self.connections = ConnectionGuard(self.settings.connections)
+        self._runner: web.AppRunner | None = None
+        self._site: GuardedSite | None = None
+
+    def admission(self, tenant: str) -> Admission:
+        """The limits (and what they count right now) of one tenant."""
+        return self._admission[tenant]
+
+    # -- listening ------------------------------------------------------------------------------------
+
+    async def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> tuple[str, int]:
+        """Start accepting connections; returns the bound (host, port)."""
+        self._runner = web.AppRunner(
+            self.app(),
+            handler_cancellation=True,
+            access_log=None,
+            keepalive_timeout=self.settings.connections.idle_timeout,
+        )
+        await self._runner.setup()
+        assert self._runner.server is not None
+        self.connections.attach(self._runner.server)
+        self._site = GuardedSite(
+            self._runner,
+            host,
+            port,
+            ssl_context=ssl_context,
+            handshake_timeout=self.settings.connections.header_timeout,
+        )
+        await self._site.start()
+        bound: tuple[str, int] = self._runner.addresses[0][:2]
+        return bound
+
+    async def stop_accepting(self) -> None:
+        """Close the listener; open connections go on."""
+        if self._site is not None:
+            with contextlib.suppress(RuntimeError):
+                await self._site.stop()
+            self._site = None
+
+    async def close(self) -> None:
+        """Let requests in flight finish, then close every connection."""
+        await self.stop_accepting()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -254,6 +312,16 @@ class APIServer:
 
     @web.middleware
     async def _errors_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.connections.request_started(request)
+        response = await self._answer(request, handler)
+        # Written here, under the write timeout, rather than by aiohttp after the handler, which
+        # would wait on a client that does not read for as long as the connection lives.
+        await self._deliver(request, response, None)
+        return response
+
+    async def _answer(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         try:
@@ -295,6 +363,7 @@ class APIServer:
         """The authenticated tenant (401 without valid credentials; 429 over its request rate), or
         None when auth is off."""
         if self.authenticator is None:
+            self.connections.authenticated(request, "", None)
             return None
         cn = None
         if request.transport is not None:
@@ -304,9 +373,23 @@ class APIServer:
                     for key, value in rdn:
                         if key == "commonName":
                             cn = value
-        tenant = self.authenticator.authenticate(request.headers.get("Authorization"), cn)
-        self._admission[tenant.name].check_rate()  # every authenticated request counts
+        try:
+            tenant = self.authenticator.authenticate(request.headers.get("Authorization"), cn)
+        except StatusError:
+            self.connections.anonymous(request)  # a 429 instead, over the address's rate
+            raise
+        admission = self._admission[tenant.name]
+        self.connections.authenticated(request, tenant.name, admission.limits.max_connections)
+        admission.check_rate()  # every authenticated request counts
         return tenant
+
+    def _open_endpoint(self, request: web.Request) -> None:
+        """An endpoint open without credentials (health, version): rate limited per address when
+        tenants are configured; with authentication off every client is the developer's own."""
+        if self.authenticator is not None:
+            self.connections.anonymous(request)
+        else:
+            self.connections.authenticated(request, "", None)
 
     def _visible(self, tenant: Tenant | None) -> tuple[str, tuple[ResourceSpec, ...]]:
         """(cache key, specs) of what ``tenant`` may see in discovery."""
@@ -317,14 +400,18 @@ class APIServer:
     # -- health, discovery, metrics ----------------------------------------------------------------
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        self._open_endpoint(request)
         return web.Response(text="ok")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        """Kubernetes-style: one line per check, 503 when any fails."""
-        waiting = [r.spec.qualified for r in self._resources.values() if not r.is_ready]
+        """Kubernetes-style: one line per check, 503 when any fails. Open to anyone, so it names no
+        resource (which would tell strangers every tenant's API); the log does."""
+        self._open_endpoint(request)
+        waiting = sum(1 for r in self._resources.values() if not r.is_ready)
+        loading = f"failed: {waiting} of {len(self._resources)} caches loading"
         checks = [
             ("etcd", "ok" if self.storage.etcd.healthy else "failed: unreachable or without quorum"),
-            ("caches-synced", "ok" if not waiting else "failed: loading " + ", ".join(waiting)),
+            ("caches-synced", "ok" if not waiting else loading),
         ]
         failed = any(result != "ok" for _, result in checks)
         if not failed and "verbose" not in request.query:
@@ -362,6 +449,7 @@ class APIServer:
         return response
 
     async def _version(self, request: web.Request) -> web.Response:
+        self._open_endpoint(request)
         return self._cached("version", _discovery.version_info)
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -447,8 +535,6 @@ class APIServer:
         try:
             done.verb, handler = self._route(request, target)
             verb = done.verb
-            if request.query.get("dryRun") is not None and verb not in ("LIST", "GET", "WATCH"):
-                raise BadRequestError("dryRun is not supported by watchcache; nothing was written")
             admission = None
             if tenant is not None:
                 tenant.authorize(
@@ -462,9 +548,11 @@ class APIServer:
                 )
             if admission is None:
                 response = await handler(request, target)
+                await self._deliver(request, response, None)
             else:
                 async with admission.watch() if verb == "WATCH" else admission.slot():
                     response = await handler(request, target)
+                    await self._deliver(request, response, admission.bytes)
             done.finish(response.status)
             return response
         except StatusError as err:
@@ -506,6 +594,46 @@ class APIServer:
                 return "DELETE", self._delete
         raise MethodNotAllowedError(f"method {method} is not allowed on {request.path}")
 
+    # -- writing responses -------------------------------------------------------------------------------
+
+    async def _deliver(
+        self, request: web.Request, response: web.StreamResponse, budget: ByteBudget | None
+    ) -> None:
+        """Write a whole response now, under the write timeout, its body held in ``budget``; a
+        streaming response has been written by its handler already."""
+        if response.prepared:
+            return
+        body = response.body if isinstance(response, web.Response) else None
+        size = len(body) if isinstance(body, bytes) else 0
+        async with self._held(budget, size):
+            await self._write_or_drop(request, self._send(request, response))
+
+    @staticmethod
+    async def _send(request: web.Request, response: web.StreamResponse) -> None:
+        await response.prepare(request)
+        await response.write_eof()
+
+    @contextlib.asynccontextmanager
+    async def _held(self, budget: ByteBudget | None, size: int) -> AsyncIterator[None]:
+        if budget is None or not size:
+            yield
+            return
+        async with budget.hold(size, self.settings.write_timeout):
+            yield
+
+    async def _write_or_drop(self, request: web.Request, write: Awaitable[object]) -> bool:
+        """Await a response write; a client that has not read for ``write_timeout`` seconds has its
+        connection dropped (False). A timed-out write cannot be resumed (aiohttp's drain waiter is
+        gone), so the connection cannot be reused either."""
+        try:
+            async with asyncio.timeout(self.settings.write_timeout):
+                await write
+        except TimeoutError:
+            log.info("dropping a connection whose client stopped reading: %s", request.path[:200])
+            _drop(request)
+            return False
+        return True
+
     # -- reads -------------------------------------------------------------------------------------
 
     async def _get(self, request: web.Request, target: _Target) -> web.Response:
@@ -521,7 +649,7 @@ class APIServer:
     async def _list(self, request: web.Request, target: _Target) -> web.StreamResponse:
         q = request.query
         spec = target.resource.spec
-        result = await target.resource.list(
+        page = await target.resource.list_page(
             namespace=target.namespace,
             label_selector=q.get("labelSelector"),
             field_selector=q.get("fieldSelector"),
@@ -531,34 +659,38 @@ class APIServer:
             continue_token=q.get("continue"),
             version=target.version,
         )
-        meta: dict[str, Any] = {"resourceVersion": result.resource_version}
-        if result.continue_token:
-            meta["continue"] = result.continue_token
-        if result.remaining_item_count is not None:
-            meta["remainingItemCount"] = result.remaining_item_count
+        meta: dict[str, Any] = {"resourceVersion": str(page.revision)}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+        if page.remaining_item_count is not None:
+            meta["remainingItemCount"] = page.remaining_item_count
         head = orjson.dumps(
             {"kind": f"{spec.kind}List", "apiVersion": spec.api_version(target.version), "metadata": meta}
         )
-        # The items are the cache's bytes, sent without re-encoding: a small list in one body, a
-        # large one streamed in pieces so that no second copy of it is ever built in memory.
-        prefix, items = head[:-1] + b',"items":[', result.raw_items
-        if sum(map(len, items)) < _LIST_STREAM_PIECE:
-            return web.Response(body=prefix + b",".join(items) + b"]}", content_type=JSON)
+        prefix = head[:-1] + b',"items":['
+        pieces = _pieces(page)
+        first = next(pieces, None)
+        if first is None or len(first) == len(page.entries):
+            # A small list: one body (the caller writes it under the write timeout and budget).
+            return web.Response(
+                body=prefix + b",".join(map(page.item, page.entries)) + b"]}", content_type=JSON
+            )
+        # A large one: written piece by piece from the cache's shared bytes, each piece built only
+        # once the tenant's budget has room for it, so no second copy of the answer ever exists.
+        budget = target.admission.bytes if target.admission is not None else None
         response = web.StreamResponse(headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
-        await response.prepare(request)
-        piece, size = [prefix], 0
-        for i, item in enumerate(items):
-            if i:
-                piece.append(b",")
-            piece.append(item)
-            size += len(item)
-            if size >= _LIST_STREAM_PIECE:
-                await response.write(b"".join(piece))
-                piece, size = [], 0
-        piece.append(b"]}")
-        await response.write(b"".join(piece))
-        await response.write_eof()
+        await self._write_or_drop(request, response.prepare(request))
+        piece: list[Entry] | None = first
+        separator = prefix
+        while piece is not None:
+            async with self._held(budget, sum(len(entry.json) + 1 for entry in piece)):
+                data = separator + b",".join(map(page.item, piece))
+                if not await self._write_or_drop(request, response.write(data)):
+                    return response
+            separator = b","
+            piece = next(pieces, None)
+        await self._write_or_drop(request, response.write_eof(b"]}"))
         return response
 
     async def _watch(self, request: web.Request, target: _Target) -> web.StreamResponse:
@@ -584,10 +716,13 @@ class APIServer:
             version=target.version,
         )
         await watch.open()  # errors (400, 504) are still plain responses
+        budget = target.admission.bytes if target.admission is not None else None
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
         try:
-            await response.prepare(request)  # sends the headers now: direct writes may follow
+            # Sends the headers now: direct writes may follow.
+            if not await self._write_or_drop(request, response.prepare(request)):
+                return response
             if target.observation is not None:
                 target.observation.finish(200)
             if request.transport is not None:
@@ -598,14 +733,17 @@ class APIServer:
             while True:
                 try:
                     async with asyncio.timeout_at(deadline):
-                        chunk = await watch.next_chunk()
+                        batch = await watch.next_items(_PIECE)
                 except TimeoutError:
                     break  # timeoutSeconds elapsed: end the stream cleanly
-                if not chunk:
+                if not batch:
                     break
-                if not await self._write_or_drop(request, response.write(chunk)):
-                    return response
-        except ConnectionResetError:
+                async with self._held(budget, watch.size(batch)):
+                    if not await self._write_or_drop(request, response.write(watch.chunk(batch))):
+                        return response
+        except (ConnectionResetError, TooManyRequestsError):
+            # A reset client; or one whose tenant's budget stayed full for the whole write timeout.
+            _drop(request)
             return response
         except Exception:
             # The headers are out: a Status can no longer be sent, so end the stream.
@@ -616,18 +754,6 @@ class APIServer:
             watch.close()
         await self._write_or_drop(request, response.write_eof())
         return response
-
-    async def _write_or_drop(self, request: web.Request, write: Awaitable[None]) -> bool:
-        """Await a write to a watch response; a client that has not read for watch_write_timeout
-        seconds has its connection dropped (False)."""
-        try:
-            async with asyncio.timeout(self.settings.watch_write_timeout):
-                await write
-        except TimeoutError:
-            log.info("dropping a watch whose client stopped reading: %s", request.path)
-            _drop(request)
-            return False
-        return True
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -660,11 +786,11 @@ class APIServer:
             raise BadRequestError(
                 f"the request body is nested deeper than {_DEFAULT_LIMITS.max_json_depth} levels"
             )
-        self._check_field_validation(request, raw)
+        await self._check_field_validation(request, raw)
         return body, content_type
 
     @staticmethod
-    def _check_field_validation(request: web.Request, raw: bytes) -> None:
+    async def _check_field_validation(request: web.Request, raw: bytes) -> None:
         """``fieldValidation``: the schemas preserve unknown fields, so only duplicate fields can be
         rejected (Strict) or warned about (Warn)."""
         mode = request.query.get("fieldValidation", "")
@@ -681,49 +807,41 @@ class APIServer:
                 seen[key] = value
             return seen
 
-        json.loads(raw, object_pairs_hook=no_duplicates)
+        def check() -> None:
+            json.loads(raw, object_pairs_hook=no_duplicates)
 
-    def _check_identity(self, body: dict[str, Any], target: _Target) -> None:
-        """The body's apiVersion, kind, namespace and name must agree with the URL (400 otherwise)."""
-        spec = target.resource.spec
-        want_api = spec.api_version(target.version)
-        api_version = body.get("apiVersion")
-        if api_version is not None and api_version != want_api:
-            raise BadRequestError(
-                f"the API version in the data ({str(api_version)[:100]}) does not match the expected "
-                f"API version ({want_api})"
-            )
-        kind = body.get("kind")
-        if kind is not None and kind != spec.kind:
-            raise BadRequestError(
-                f"the kind in the data ({str(kind)[:100]}) does not match the expected kind ({spec.kind})"
-            )
-        meta = body.get("metadata")
-        if meta is None:
-            meta = body["metadata"] = {}
-        if not isinstance(meta, dict):
-            raise BadRequestError("metadata must be a JSON object")
-        namespace = meta.get("namespace")
-        if namespace and target.namespace and namespace != target.namespace:
-            raise BadRequestError(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
-        name = meta.get("name")
-        if target.name is not None:
-            if name is not None and name != target.name:
-                raise BadRequestError(
-                    f"the name of the object ({str(name)[:100]}) does not match the name on the URL "
-                    f"({target.name[:100]})"
-                )
-            meta["name"] = target.name
+        if len(raw) < _PIECE:
+            check()
+        else:
+            # A pure-Python decode of a large body: off the event loop, so others are not kept waiting.
+            await asyncio.to_thread(check)
+
+    @staticmethod
+    def _dry_run(request: web.Request, options: dict[str, Any] | None = None) -> bool:
+        """``dryRun`` as Kubernetes takes it: the query parameter on any write, or ``dryRun`` in a
+        DELETE's ``DeleteOptions`` body; the one value is ``All`` (400 for any other)."""
+        values: list[Any] = list(request.query.getall("dryRun", ()))
+        if options is not None and "dryRun" in options:
+            body_values = options["dryRun"]
+            if body_values is not None and not isinstance(body_values, list):
+                raise BadRequestError("dryRun must be a list of strings")
+            values += body_values or []
+        values = [v for v in values if v != ""]
+        for value in values:
+            if value != "All":
+                raise BadRequestError(f'invalid dryRun value {str(value)[:64]!r}: the only one is "All"')
+        return bool(values)
 
     async def _create(self, request: web.Request, target: _Target) -> web.Response:
         body, _ = await self._body(request, target, (JSON,))
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
-        self._check_identity(body, target)
         obj = await target.resource.create(
-            body, namespace=target.namespace, version=target.version, quota=target.admission
+            body,
+            namespace=target.namespace,
+            version=target.version,
+            quota=target.admission,
+            dry_run=self._dry_run(request),
         )
         return _json_response(obj, status=201)
 
@@ -731,67 +849,45 @@ class APIServer:
         body, _ = await self._body(request, target, (JSON,))
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
-        self._check_identity(body, target)
         obj = await target.resource.update(
-            body, namespace=target.namespace, version=target.version, quota=target.admission
+            body,
+            namespace=target.namespace,
+            name=target.name,
+            version=target.version,
+            quota=target.admission,
+            dry_run=self._dry_run(request),
         )
         return _json_response(obj)
 
     async def _patch(self, request: web.Request, target: _Target) -> web.Response:
         assert target.name is not None
         content_type = request.content_type
-        if content_type not in (MERGE_PATCH, JSON_PATCH):
+        if content_type not in PATCH_TYPES:
             raise UnsupportedMediaTypeError(
-                f"the patch type {content_type[:100]!r} is not supported; use {MERGE_PATCH} or {JSON_PATCH}"
+                f"the patch type {content_type[:100]!r} is not supported; use {' or '.join(PATCH_TYPES)}"
             )
-        patch, _ = await self._body(request, target, (MERGE_PATCH, JSON_PATCH))
-        if content_type == MERGE_PATCH:
-            if not isinstance(patch, dict):
-                raise BadRequestError("a merge patch must be a JSON object")
-
-            def mutate(current: dict[str, Any]) -> dict[str, Any]:
-                merged = json_merge_patch.merge(current, orjson.loads(orjson.dumps(patch)))
-                return self._patched(merged, target)
-        else:
-            if not isinstance(patch, list):
-                raise BadRequestError("a JSON patch must be a JSON array of operations")
-            try:
-                operations = jsonpatch.JsonPatch(patch)
-            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError) as err:
-                raise BadRequestError(f"invalid JSON patch: {err}") from None
-
-            def mutate(current: dict[str, Any]) -> dict[str, Any]:
-                try:
-                    result = operations.apply(current)
-                except (
-                    jsonpatch.JsonPatchException,
-                    jsonpointer.JsonPointerException,
-                    TypeError,
-                    KeyError,
-                    IndexError,
-                ) as err:
-                    raise InvalidError(f"the JSON patch cannot be applied: {err}") from None
-                return self._patched(result, target)
-
-        obj = await target.resource.guaranteed_update(
-            target.name, mutate, namespace=target.namespace, version=target.version, quota=target.admission
+        patch, _ = await self._body(request, target, PATCH_TYPES)
+        obj = await target.resource.patch(
+            target.name,
+            patch,
+            patch_type=content_type,
+            namespace=target.namespace,
+            version=target.version,
+            quota=target.admission,
+            dry_run=self._dry_run(request),
         )
         return _json_response(obj)
-
-    def _patched(self, obj: object, target: _Target) -> dict[str, Any]:
-        if not isinstance(obj, dict):
-            raise InvalidError("the patched object is not a JSON object")
-        self._check_identity(obj, target)
-        return obj
 
     async def _delete(self, request: web.Request, target: _Target) -> web.Response:
         assert target.name is not None
         rv: str | None = None
         uid: str | None = None
+        options: dict[str, Any] | None = None
         if request.can_read_body:
             body, _ = await self._body(request, target, (JSON,))
             if not isinstance(body, dict):
                 raise BadRequestError("a delete body must be a JSON object (DeleteOptions)")
+            options = body
             pre = body.get("preconditions") or {}
             if not isinstance(pre, dict):
                 raise BadRequestError("preconditions must be a JSON object")
@@ -801,6 +897,25 @@ class APIServer:
             if uid is not None and not isinstance(uid, str):
                 raise BadRequestError("preconditions.uid must be a string")
         obj = await target.resource.delete(
-            target.name, namespace=target.namespace, resource_version=rv, uid=uid, version=target.version
+            target.name,
+            namespace=target.namespace,
+            resource_version=rv,
+            uid=uid,
+            version=target.version,
+            dry_run=self._dry_run(request, options),
         )
         return _json_response(obj)
+
+
+def _pieces(page: Page) -> Iterator[list[Entry]]:
+    """A page's entries in runs of about ``_PIECE`` bytes."""
+    piece: list[Entry] = []
+    size = 0
+    for entry in page.entries:
+        piece.append(entry)
+        size += len(entry.json) + 1
+        if size >= _PIECE:
+            yield piece
+            piece, size = [], 0
+    if piece:
+        yield piece

@@ -7,6 +7,12 @@ flow has its own queue — so a tenant that floods the service only ever waits b
 
 Quotas (objects and bytes stored across a tenant's writable groups) are checked before a write and
 held as a reservation until the cache has seen the write, so concurrent writes cannot overshoot.
+
+Memory is budgeted in bytes as well as counts: every piece of a response a tenant's requests hold
+(a LIST or watch piece being written, a response body) is taken from the tenant's
+``maxBytesInFlight`` before it is built and given back once the socket has taken it, so a tenant whose
+clients stop reading waits on its own budget (and is dropped after the write timeout) while other
+tenants' budgets are untouched.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import BadRequestError, ForbiddenError, RequestEntityTooLargeError, TooManyRequestsError
-from ._resource import Resource
+from ._patch import json_depth
+from ._resource import DEFAULT_MAX_OBJECT_BYTES, Resource
 
-__all__ = ["Admission", "TenantLimits", "json_depth"]
+__all__ = ["Admission", "ByteBudget", "TenantLimits", "json_depth"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,26 +53,74 @@ class TenantLimits:
     max_request_bytes: int = 3 * 1024 * 1024
     """Largest request body (413 over it); the server-wide limit applies too."""
     max_json_depth: int = 64
-    """Deepest nesting of objects and arrays in a request body (400 over it)."""
+    """Deepest nesting of objects and arrays in a request body or a patched object (400/422 over it)."""
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
+    """Largest object a write may store, checked before anything is written (413 over it); a patch
+    that would grow an object past it fails as it applies."""
+    max_bytes_in_flight: int = 64 * 1024 * 1024
+    """Bytes of responses the tenant's requests may hold at once while clients read them; over it
+    the tenant's own requests wait (up to the write timeout), never another tenant's."""
+    max_connections: int = 2048
+    """Open connections attributed to the tenant (by their requests' credentials); a request on one
+    more is answered 429 and its connection closed."""
 
 
-def json_depth(value: Any, limit: int) -> int:
-    """Nesting depth of a parsed JSON value, stopping early once it exceeds ``limit``."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
+class ByteBudget:
+    """Bytes a tenant's responses may hold at once: pieces are taken before they are built and given
+    back once written. A piece larger than the whole budget is let through alone, so nothing waits
+    forever; waiters are served in order."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @asynccontextmanager
+    async def hold(self, size: int, timeout: float) -> AsyncIterator[None]:
+        """Hold ``size`` bytes for the block; waits up to ``timeout`` seconds for room, then raises
+        429 TooManyRequests."""
+        if self._waiters or (self.used and self.used + size > self.capacity):
+            future = asyncio.get_running_loop().create_future()
+            entry = (size, future)
+            self._waiters.append(entry)
+            try:
+                async with asyncio.timeout(timeout):
+                    await future  # the bytes are taken for us by the release that wakes us
+            except BaseException as err:
+                if future.done() and not future.cancelled():
+                    self._release(size)
+                else:
+                    self._waiters.remove(entry)
+                    self._wake()
+                if isinstance(err, TimeoutError):
+                    raise TooManyRequestsError(
+                        f"the responses in flight use the {self.capacity} bytes allowed; "
+                        "their clients are not reading",
+                        retry_after=1,
+                    ) from None
+                raise
         else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+            self.used += size
+        try:
+            yield
+        finally:
+            self._release(size)
+
+    def _release(self, size: int) -> None:
+        self.used -= size
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            size, future = self._waiters[0]
+            if future.done():
+                self._waiters.popleft()
+                continue
+            if self.used and self.used + size > self.capacity:
+                return
+            self._waiters.popleft()
+            self.used += size
+            future.set_result(None)
 
 
 class _Bucket:
@@ -98,8 +153,18 @@ class Admission:
         self._in_flight = 0
         self._queue: deque[asyncio.Future[None]] = deque()
         self.watches = 0
+        self.connections = 0
+        self.bytes = ByteBudget(limits.max_bytes_in_flight)
         self._reserved_objects = 0
         self._reserved_bytes = 0
+
+    @property
+    def max_object_bytes(self) -> int:
+        return self.limits.max_object_bytes
+
+    @property
+    def max_json_depth(self) -> int:
+        return self.limits.max_json_depth
 
     # -- rate and concurrency ------------------------------------------------------------------------
 

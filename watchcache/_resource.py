@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import dataclasses
 import datetime
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from types import TracebackType
@@ -30,17 +31,31 @@ from ._errors import (
     InternalError,
     InvalidError,
     NotFoundError,
+    RequestEntityTooLargeError,
     StatusError,
 )
 from ._etcd import KeyValue
 from ._history import _WIRE_HEAD, Change, ChangeType, wire_object
+from ._patch import PatchLimits, parse_patch
 from ._selectors import Selector
-from ._store import Entry, Snapshot
-from ._watchers import Bookmark, CacheWatcher, Enter, Initial, Item, Leave, WatchErrorItem
+from ._store import Codec, Entry, Snapshot
+from ._watchers import Bookmark, CacheWatcher, Enter, Initial, Item, Leave, WatchErrorItem, item_size
 
-__all__ = ["ListResult", "Quota", "Resource", "ResourceSpec", "Watch", "WatchEvent"]
+__all__ = [
+    "DEFAULT_MAX_OBJECT_BYTES",
+    "ListResult",
+    "Page",
+    "Quota",
+    "Resource",
+    "ResourceSpec",
+    "Watch",
+    "WatchEvent",
+]
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+DEFAULT_MAX_OBJECT_BYTES = 1_572_864
+"""Largest object written (etcd's default request limit, 1.5 MiB), unless a quota says otherwise."""
+_DEFAULT_MAX_DEPTH = 64
 _MAX_WRITE_ATTEMPTS = 16
 _CONTINUE_VERSION = "watchcache/v1"
 # Kubernetes' generateName alphabet: no vowels (no words), no look-alikes.
@@ -48,8 +63,15 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 class Quota(Protocol):
-    """Room for writes (the HTTP layer's per-tenant quotas): ``reserve`` raises when there is none,
-    and is held until the cache has seen the write."""
+    """A writer's limits (the HTTP layer's per-tenant quotas): ``reserve`` raises when there is no
+    room for a write, and is held until the cache has seen it; objects larger than
+    ``max_object_bytes`` are refused (413) before anything is written."""
+
+    @property
+    def max_object_bytes(self) -> int: ...
+
+    @property
+    def max_json_depth(self) -> int: ...
 
     def reserve(self, *, objects: int, size: int) -> AbstractAsyncContextManager[None]: ...
 
@@ -93,6 +115,35 @@ class ListResult:
         return [orjson.loads(raw) for raw in self.raw_items]
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One LIST answer as references to the cache's entries, whose bytes every reader shares.
+
+    Nothing is copied until a reader asks: :meth:`item` gives one item's bytes as served through
+    the page's version (the cached bytes themselves for the primary version, a copy with another
+    ``apiVersion`` head otherwise), so a front can write a large answer piece by piece without ever
+    holding a second copy of it.
+    """
+
+    revision: int
+    continue_token: str | None
+    remaining_item_count: int | None
+    entries: Sequence[Entry]
+    api_version: str
+    codec: Codec
+
+    def item(self, entry: Entry) -> bytes:
+        return self.codec.for_version(entry.json, self.api_version)
+
+    def result(self) -> ListResult:
+        return ListResult(
+            str(self.revision),
+            self.continue_token,
+            self.remaining_item_count,
+            [self.item(entry) for entry in self.entries],
+        )
+
+
 EventTypeName = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
 
 
@@ -128,6 +179,17 @@ def _parse_revision(value: str | int | None, what: str = "resourceVersion") -> i
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """What part of a state a LIST answers with."""
+
+    start: bytes
+    end: bytes
+    selector: Selector
+    limit: int
+    api_version: str
 
 
 class Resource:
@@ -228,6 +290,31 @@ class Resource:
         504). ``resource_version_match="Exact"``: the state at exactly N. ``limit``/``continue``:
         pages of one snapshot.
         """
+        page = await self.list_page(
+            namespace=namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            resource_version=resource_version,
+            resource_version_match=resource_version_match,
+            limit=limit,
+            continue_token=continue_token,
+            version=version,
+        )
+        return page.result()
+
+    async def list_page(
+        self,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | int | None = None,
+        resource_version_match: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        version: str | None = None,
+    ) -> Page:
+        """:meth:`list` as a :class:`Page` of cached entries: what a front streams from."""
         api_version = self._api_version(version)
         scope = self._scope(namespace)
         selector = Selector.parse(label_selector, field_selector)
@@ -236,6 +323,7 @@ class Resource:
         limit = limit or 0
         revision = _parse_revision(resource_version)
         start, end = self._layout.list_range(scope)
+        cut = _Cut(start=start, end=end, selector=selector, limit=limit, api_version=api_version)
 
         if continue_token:
             if revision is not None:
@@ -244,14 +332,15 @@ class Resource:
                 raise BadRequestError("resourceVersionMatch is forbidden when using continue")
             at, after = self._decode_continue(continue_token)
             await self.wait_ready()
-            return await self._page_at(
-                revision=at,
-                start=max(after, start),
-                end=end,
-                selector=selector,
-                limit=limit,
-                api_version=api_version,
-            )
+            if at > self.cache.revision:
+                # Another replica's token may be a little ahead of this cache; a revision etcd has
+                # never reached is not one any server handed out.
+                if at > await self.cache.etcd.current_revision(self._layout.progress_key):
+                    raise BadRequestError(
+                        f"invalid continue token: its resourceVersion {at} is newer than the storage's"
+                    )
+                await self.cache.wait_for(at, self.cache.settings.wait_timeout)
+            return await self._page_at(at, dataclasses.replace(cut, start=max(after, start)))
 
         exact = self._match(resource_version_match, revision)
         await self._fresh(revision)
@@ -259,29 +348,14 @@ class Resource:
             assert revision is not None
             if revision > self.cache.revision:
                 await self.cache.wait_for(revision, self.cache.settings.wait_timeout)
-            return await self._page_at(
-                revision=revision,
-                start=start,
-                end=end,
-                selector=selector,
-                limit=limit,
-                api_version=api_version,
-            )
+            return await self._page_at(revision, cut)
         if limit:
-            return self._page(
-                self.cache.snapshot(),
-                start=start,
-                end=end,
-                selector=selector,
-                limit=limit,
-                api_version=api_version,
-            )
-        return ListResult(
-            resource_version=str(self.cache.revision),
-            continue_token=None,
-            remaining_item_count=None,
-            raw_items=self._select(self.cache.store.values(start, end), selector, api_version),
-        )
+            return self._page(self.cache.snapshot(), cut)
+        entries = self.cache.store.values(start, end)
+        if not selector.empty:
+            matches = selector.matches
+            entries = (e for e in entries if matches(e.name, e.namespace, e.labels))
+        return Page(self.cache.revision, None, None, builtins.list(entries), api_version, self._codec)
 
     @staticmethod
     def _match(match: str | None, revision: int | None) -> bool:
@@ -298,71 +372,35 @@ class Resource:
             raise BadRequestError('resourceVersionMatch "Exact" is forbidden for resourceVersion 0')
         return match == "Exact"
 
-    def _select(self, entries: Iterable[Entry], selector: Selector, api_version: str) -> builtins.list[bytes]:
-        for_version = self._codec.for_version
-        if selector.empty:
-            return [for_version(e.json, api_version) for e in entries]
-        matches = selector.matches
-        return [for_version(e.json, api_version) for e in entries if matches(e.name, e.namespace, e.labels)]
-
-    async def _page_at(
-        self,
-        *,
-        revision: int,
-        start: bytes,
-        end: bytes,
-        selector: Selector,
-        limit: int,
-        api_version: str,
-    ) -> ListResult:
+    async def _page_at(self, revision: int, cut: _Cut) -> Page:
         snap = self.cache.state_at(revision)
         if snap is not None:
-            return self._page(
-                snap, start=start, end=end, selector=selector, limit=limit, api_version=api_version
-            )
+            return self._page(snap, cut)
         if revision > self.cache.revision:
             raise InternalError(f"revision {revision} is ahead of the cache")
         # Older than the window: etcd still has it unless it was compacted.
         try:
-            entries, more = await self.cache.read_at(revision, start, end, limit)
+            entries, more = await self.cache.read_at(revision, cut.start, cut.end, cut.limit)
         except ExpiredError:
             raise ExpiredError(
                 f"too old resource version: {revision}: the state there was compacted; "
                 "start a new list without resourceVersion or continue"
             ) from None
-        return self._page(
-            Snapshot(revision, entries),
-            start=start,
-            end=end,
-            selector=selector,
-            limit=limit,
-            api_version=api_version,
-            more_in_etcd=more,
-        )
+        return self._page(Snapshot(revision, entries), cut, more_in_etcd=more)
 
-    def _page(
-        self,
-        snap: Snapshot,
-        *,
-        start: bytes,
-        end: bytes,
-        selector: Selector,
-        limit: int,
-        api_version: str,
-        more_in_etcd: bool = False,
-    ) -> ListResult:
+    def _page(self, snap: Snapshot, cut: _Cut, *, more_in_etcd: bool = False) -> Page:
         entries = snap.entries
-        i = snap.position(start)
-        stop = snap.position(end) if end else len(entries)
-        items: builtins.list[bytes] = []
-        for_version = self._codec.for_version
+        i = snap.position(cut.start)
+        stop = snap.position(cut.end) if cut.end else len(entries)
+        selector, limit = cut.selector, cut.limit
+        items: builtins.list[Entry] = []
         last: Entry | None = None
         while i < stop and (not limit or len(items) < limit):
             entry = entries[i]
             i += 1
             last = entry
             if selector.empty or selector.matches(entry.name, entry.namespace, entry.labels):
-                items.append(for_version(entry.json, api_version))
+                items.append(entry)
         more = i < stop or more_in_etcd
         token = None
         remaining = None
@@ -370,7 +408,7 @@ class Resource:
             token = self._encode_continue(snap.revision, last.key)
             if selector.empty and not more_in_etcd:
                 remaining = stop - i
-        return ListResult(str(snap.revision), token, remaining, items)
+        return Page(snap.revision, token, remaining, items, cut.api_version, self._codec)
 
     def _encode_continue(self, revision: int, last_key: bytes) -> str:
         suffix = last_key[len(self._layout.resource_prefix) :].decode()
@@ -472,10 +510,17 @@ class Resource:
         return watcher, None, api_version
 
     # -- writes ------------------------------------------------------------------------------------
+    #
+    # Every write takes ``dry_run``: as Kubernetes does it, the request is validated, admitted
+    # (quotas included) and computed against etcd's current state, and the would-be result is
+    # returned; nothing is written. ``quota`` carries a writer's limits (see :class:`Quota`).
 
-    def _served(self, obj: dict[str, Any], revision: int, api_version: str) -> dict[str, Any]:
+    def _served(self, obj: dict[str, Any], revision: int | None, api_version: str) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
-        meta["resourceVersion"] = str(revision)
+        if revision is None:
+            meta.pop("resourceVersion", None)  # a dry-run create: nothing was stored
+        else:
+            meta["resourceVersion"] = str(revision)
         obj["apiVersion"] = api_version
         obj.setdefault("kind", self.spec.kind)
         return obj
@@ -484,9 +529,38 @@ class Resource:
         if not isinstance(obj, dict):
             raise BadRequestError("the object must be a JSON object")
         meta = obj.get("metadata", {})
+        if meta is None:
+            meta = {}
         if not isinstance(meta, dict):
             raise BadRequestError("metadata must be a JSON object")
         return dict(meta)
+
+    def _identity(self, obj: object, api_version: str, name: str | None = None) -> dict[str, Any]:
+        """A copy of ``obj``'s metadata, once its apiVersion, kind and (when the request names the
+        object) name agree with the request: 400 otherwise, as kube-apiserver answers."""
+        meta = self._metadata(obj)
+        assert isinstance(obj, dict)
+        body_version = obj.get("apiVersion")
+        if body_version is not None and body_version != api_version:
+            raise BadRequestError(
+                f"the API version in the data ({str(body_version)[:100]}) does not match the expected "
+                f"API version ({api_version})"
+            )
+        kind = obj.get("kind")
+        if kind is not None and kind != self.spec.kind:
+            raise BadRequestError(
+                f"the kind in the data ({str(kind)[:100]}) does not match the expected kind "
+                f"({self.spec.kind})"
+            )
+        if name is not None:
+            body_name = meta.get("name")
+            if body_name is not None and body_name != name:
+                raise BadRequestError(
+                    f"the name of the object ({str(body_name)[:100]}) does not match the name on the URL "
+                    f"({name[:100]})"
+                )
+            meta["name"] = name
+        return meta
 
     def _namespace_of(self, meta: dict[str, Any], namespace: str | None) -> str | None:
         body_ns = meta.get("namespace")
@@ -507,6 +581,20 @@ class Resource:
         meta["namespace"] = ns
         return str(ns)
 
+    def _encode(self, stored: dict[str, Any], name: str, quota: Quota | None) -> bytes:
+        """The value written to etcd; 413 when larger than the writer may store."""
+        try:
+            value = orjson.dumps(stored)
+        except (orjson.JSONEncodeError, TypeError) as err:
+            raise BadRequestError(f"the object cannot be encoded as JSON: {err}") from None
+        limit = quota.max_object_bytes if quota is not None else DEFAULT_MAX_OBJECT_BYTES
+        if len(value) > limit:
+            raise RequestEntityTooLargeError(
+                f'{self.spec.kind} "{name[:100]}" would be {len(value)} bytes, more than the {limit} '
+                "allowed; nothing was written"
+            )
+        return value
+
     async def create(
         self,
         obj: dict[str, Any],
@@ -514,10 +602,12 @@ class Resource:
         namespace: str | None = None,
         version: str | None = None,
         quota: Quota | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Create ``obj`` (409 AlreadyExists if its name is taken); returns it as stored."""
+        """Create ``obj`` (409 AlreadyExists if its name is taken); returns it as stored (a dry run:
+        as it would be stored, without a resourceVersion)."""
         api_version = self._api_version(version)
-        meta = self._metadata(obj)
+        meta = self._identity(obj, api_version)
         ns = self._namespace_of(meta, namespace)
         name = meta.get("name")
         if not name:
@@ -535,7 +625,13 @@ class Resource:
         meta.pop("resourceVersion", None)
         stored = {**obj, "apiVersion": api_version, "metadata": meta}
         stored.setdefault("kind", self.spec.kind)
-        value = orjson.dumps(stored)
+        value = self._encode(stored, name, quota)
+        if dry_run:
+            async with self._reserve(quota, objects=1, size=len(value)):
+                _, existing = await self.cache.etcd.get(key)
+            if existing is not None:
+                raise AlreadyExistsError.for_object(self.spec.qualified, name)
+            return self._served(stored, None, api_version)
         async with self._reserve(quota, objects=1, size=len(value)):
             result = await self.cache.etcd.create(key, value)
             if not result.succeeded:
@@ -558,12 +654,15 @@ class Resource:
         obj: dict[str, Any],
         *,
         namespace: str | None = None,
+        name: str | None = None,
         version: str | None = None,
         quota: Quota | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Replace an existing object (404 if absent). A ``metadata.resourceVersion`` in ``obj``
-        must equal the current one (409 Conflict); ``uid`` and ``creationTimestamp`` are kept."""
-        meta = self._metadata(obj)
+        must equal the current one (409 Conflict); ``uid`` and ``creationTimestamp`` are kept.
+        ``name``, when given (the request's URL names the object), must agree with the body's."""
+        meta = self._identity(obj, self._api_version(version), name)
         ns = self._namespace_of(meta, namespace)
         name = meta.get("name")
         if not name or not isinstance(name, str):
@@ -577,6 +676,42 @@ class Resource:
             version=version,
             resource_version=precondition,
             quota=quota,
+            dry_run=dry_run,
+        )
+
+    async def patch(
+        self,
+        name: str,
+        patch: object,
+        *,
+        patch_type: str,
+        namespace: str | None = None,
+        version: str | None = None,
+        quota: Quota | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Apply a patch (``patch_type`` ``application/merge-patch+json`` or
+        ``application/json-patch+json``, as parsed JSON) to the current object and write the result
+        with a revision precondition, retrying on conflicts. The patch is bounded as it applies:
+        413 when the result would exceed the object size limit, 422 when it is too deep or does not
+        apply, 400 when it is malformed, 415 for another patch type."""
+        api_version = self._api_version(version)
+        limits = PatchLimits(
+            max_bytes=quota.max_object_bytes if quota is not None else DEFAULT_MAX_OBJECT_BYTES,
+            max_depth=quota.max_json_depth if quota is not None else _DEFAULT_MAX_DEPTH,
+        )
+        mutation = parse_patch(patch_type, patch, limits)
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            patched = mutation(current)
+            meta = self._identity(patched, api_version, name)
+            if self.spec.namespaced:
+                self._namespace_of(meta, namespace)
+            patched["metadata"] = meta
+            return patched
+
+        return await self.guaranteed_update(
+            name, mutate, namespace=namespace, version=version, quota=quota, dry_run=dry_run
         )
 
     async def guaranteed_update(
@@ -588,6 +723,7 @@ class Resource:
         version: str | None = None,
         resource_version: int | None = None,
         quota: Quota | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Apply ``mutate`` to the current object and write the result with a precondition on the
         revision it was computed from, retrying on conflicts — kube-apiserver's GuaranteedUpdate.
@@ -597,7 +733,8 @@ class Resource:
         """
         api_version = self._api_version(version)
         key = self._layout.object_key(namespace, name)
-        current, fresh = await self._suggested(key)
+        # A dry run has no write to fail on a stale cached copy: it starts from etcd's own state.
+        current, fresh = await (self._from_etcd(key) if dry_run else self._suggested(key))
         for _ in range(_MAX_WRITE_ATTEMPTS):
             if current is None:
                 raise NotFoundError.for_object(self.spec.qualified, name)
@@ -625,14 +762,18 @@ class Resource:
                 meta.pop("namespace", None)
             stored = {**new, "apiVersion": api_version, "metadata": meta}
             stored.setdefault("kind", self.spec.kind)
-            value = orjson.dumps(stored)
+            value = self._encode(stored, name, quota)
             if value == current.value:
                 # A no-op is only a no-op against etcd's state, not against a cached copy.
                 if not fresh:
                     current, fresh = await self._from_etcd(key)
                     continue
                 return self._served(stored, current.mod_revision, api_version)
-            async with self._reserve(quota, objects=0, size=len(value) - len(current.value)):
+            growth = len(value) - len(current.value)
+            if dry_run:
+                async with self._reserve(quota, objects=0, size=growth):
+                    return self._served(stored, current.mod_revision, api_version)
+            async with self._reserve(quota, objects=0, size=growth):
                 result = await self.cache.etcd.replace(key, value, mod_revision=current.mod_revision)
                 if result.succeeded:
                     await self._settle(quota, result.revision)
@@ -681,13 +822,15 @@ class Resource:
         resource_version: str | int | None = None,
         uid: str | None = None,
         version: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Delete an object; returns it with the deletion's resourceVersion. ``resource_version``
-        and ``uid`` are preconditions (409 Conflict when they do not hold); 404 if absent."""
+        """Delete an object; returns it with the deletion's resourceVersion (a dry run: as it is).
+        ``resource_version`` and ``uid`` are preconditions (409 Conflict when they do not hold);
+        404 if absent."""
         api_version = self._api_version(version)
         key = self._layout.object_key(namespace, name)
         precondition = _parse_revision(resource_version, "preconditions.resourceVersion")
-        current, fresh = await self._suggested(key)
+        current, fresh = await (self._from_etcd(key) if dry_run else self._suggested(key))
         for _ in range(_MAX_WRITE_ATTEMPTS):
             if current is None:
                 raise NotFoundError.for_object(self.spec.qualified, name)
@@ -708,6 +851,8 @@ class Resource:
                     current, fresh = await self._from_etcd(key)
                     continue
                 raise ConflictError.for_object(self.spec.qualified, name, problem)
+            if dry_run:
+                return self._served(obj, current.mod_revision, api_version)
             result = await self.cache.etcd.delete(key, mod_revision=current.mod_revision)
             if result.succeeded:
                 return self._served(obj, result.revision, api_version)
@@ -717,7 +862,7 @@ class Resource:
 
 class Watch:
     """An open watch: an async iterator of :class:`WatchEvent`, and an async context manager that
-    unregisters it. The HTTP layer reads :meth:`next_chunk` (ready-made wire bytes) instead."""
+    unregisters it. The HTTP layer reads :meth:`next_items` and writes their :meth:`chunk` instead."""
 
     def __init__(self, resource: Resource, options: dict[str, Any]) -> None:
         self._resource = resource
@@ -770,7 +915,9 @@ class Watch:
         self._events = iter(events)
         return next(self._events)
 
-    async def _next_items(self) -> list[Item]:
+    async def next_items(self, max_bytes: int = 256 * 1024) -> builtins.list[Item]:
+        """The next items, about ``max_bytes`` of objects at most (waiting while there are none);
+        ``[]`` once the watch has ended. :meth:`chunk` makes them wire bytes."""
         await self.open()
         if self._pending:
             items, self._pending = self._pending, []
@@ -778,24 +925,33 @@ class Watch:
             return items
         if self._done or self._watcher is None:
             return []
-        items = await self._watcher.next_batch()
+        items = await self._watcher.next_batch(max_bytes)
         if not items:
             self.close()
         elif isinstance(items[-1], WatchErrorItem):
             self._done = True
         return items
 
-    async def next_events(self) -> list[WatchEvent]:
+    async def next_events(self) -> builtins.list[WatchEvent]:
         """The next events (waiting while there are none); ``[]`` once the watch has ended."""
-        return [self._event(item) for item in await self._next_items()]
+        return [self._event(item) for item in await self.next_items()]
+
+    @staticmethod
+    def size(items: builtins.list[Item]) -> int:
+        """About how many bytes :meth:`chunk` makes of ``items``."""
+        return sum(item_size(item) for item in items)
+
+    def chunk(self, items: builtins.list[Item]) -> bytes:
+        """``items`` as watch-stream lines, ready to write."""
+        return b"".join([self.wire(item) for item in items])
 
     async def next_chunk(self) -> bytes:
         """The next events as watch-stream lines, ready to write; ``b""`` once ended."""
-        return b"".join([self.wire(item) for item in await self._next_items()])
+        return self.chunk(await self.next_items())
 
     def set_sink(self, sink: Callable[[builtins.list[Item]], bool]) -> None:
         """Deliver live changes by calling ``sink`` from the dispatcher, while nothing is queued
-        (see :attr:`CacheWatcher.sink`); what it refuses still comes from :meth:`next_chunk`."""
+        (see :attr:`CacheWatcher.sink`); what it refuses still comes from :meth:`next_items`."""
         if self._watcher is not None:
             self._watcher.sink = sink
 

@@ -8,12 +8,9 @@ the HTTP server finishes what is in flight, then etcd is closed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
 from dataclasses import dataclass, field
-
-from aiohttp import web
 
 from ._auth import Authenticator, load_token_file
 from ._cacher import CacheSettings
@@ -68,8 +65,6 @@ class Service:
         self.etcd: EmbeddedEtcd | None = None
         self.storage: Storage | None = None
         self.api: APIServer | None = None
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
         #: The URL the service answers on, once started.
         self.url = ""
 
@@ -100,14 +95,10 @@ class Service:
                 settings=opts.server,
                 authenticator=authenticator,
             )
-            self._runner = web.AppRunner(self.api.app(), handler_cancellation=True, access_log=None)
-            await self._runner.setup()
-            self._site = web.TCPSite(self._runner, opts.bind_address, opts.port, ssl_context=ssl_context)
-            await self._site.start()
+            host, port = await self.api.listen(opts.bind_address, opts.port, ssl_context)
         except BaseException:
             await self.stop()
             raise
-        host, port = self._runner.addresses[0][:2]
         scheme = "https" if opts.tls_cert_file else "http"
         shown = f"[{host}]" if ":" in host else host
         self.url = f"{scheme}://{shown}:{port}"
@@ -140,15 +131,12 @@ class Service:
         return context
 
     async def stop(self) -> None:
-        if self._site is not None:
-            with contextlib.suppress(RuntimeError):
-                await self._site.stop()
-            self._site = None
+        if self.api is not None:
+            await self.api.stop_accepting()
         if self.storage is not None:
             await self.storage.stop_caches()  # ends every watch: their responses complete
-        if self._runner is not None:
-            await self._runner.cleanup()  # lets requests in flight finish
-            self._runner = None
+        if self.api is not None:
+            await self.api.close()  # lets requests in flight finish
         if self.storage is not None:
             await self.storage.close()
             self.storage = None

@@ -18,7 +18,7 @@ from ._history import Change, ChangeType
 from ._selectors import Selector
 from ._store import Entry
 
-__all__ = ["Bookmark", "CacheWatcher", "Ended", "Item", "WatchErrorItem"]
+__all__ = ["Bookmark", "CacheWatcher", "Ended", "Item", "WatchErrorItem", "item_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,17 @@ class Initial:
 
 # A Change on its own is delivered with its own type: the common case costs no allocation.
 Item = Change | Enter | Leave | Initial | Bookmark | WatchErrorItem
+
+
+def item_size(item: Item) -> int:
+    """About how many bytes ``item`` puts on the wire (its object's cached JSON)."""
+    if isinstance(item, Change):
+        return len(item.entry.json)
+    if isinstance(item, Initial):
+        return len(item.entry.json)
+    if isinstance(item, Enter | Leave):
+        return len(item.change.entry.json)
+    return 128
 
 
 class Ended(Enum):
@@ -197,14 +208,20 @@ class CacheWatcher:
         self._initial = backlog
         self._initial_end = end
 
-    async def next_batch(self, max_initial: int = 500) -> list[Item]:
-        """The next items in order, waiting while there are none; ``[]`` once the watch has ended."""
+    async def next_batch(self, max_bytes: int = 256 * 1024) -> list[Item]:
+        """The next items in order, waiting while there are none; ``[]`` once the watch has ended.
+
+        A batch holds about ``max_bytes`` of objects (at least one item), so what a consumer builds
+        from it is bounded in bytes whatever the objects' sizes and however far behind it is.
+        """
         while True:
             if self._initial is not None:
                 batch: list[Item] = []
+                size = 0
                 for item in self._initial:
                     batch.append(item)
-                    if len(batch) >= max_initial:
+                    size += item_size(item)
+                    if size >= max_bytes:
                         return batch
                 self._initial = None
                 if batch:
@@ -212,8 +229,20 @@ class CacheWatcher:
             if self._initial_end is not None:
                 end, self._initial_end = self._initial_end, None
                 return [end]
-            if self._buffer:
-                batch, self._buffer = self._buffer, []
+            buffer = self._buffer
+            if buffer:
+                size = 0
+                taken = 0
+                for item in buffer:
+                    taken += 1
+                    size += item_size(item)
+                    if size >= max_bytes:
+                        break
+                if taken == len(buffer):
+                    self._buffer = []
+                    return buffer
+                batch = buffer[:taken]
+                del buffer[:taken]
                 return batch
             if self.ended is not Ended.NOT:
                 return []

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(HERE), str(ROOT)]
+sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
 
 import aiohttp  # noqa: E402
 import grpc  # noqa: E402
@@ -56,8 +56,9 @@ from soak_checker import (  # noqa: E402
     count_delivered,
 )
 from soak_etcd import DirectEtcd, Recorder  # noqa: E402
+from support.etcd import EtcdCluster  # noqa: E402
 
-from watchcache._embedded import EtcdCluster, free_port  # noqa: E402
+from watchcache.etcd.process import free_port  # noqa: E402
 
 log = logging.getLogger("soak")
 

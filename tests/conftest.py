@@ -15,16 +15,16 @@ import aetcd
 import pytest
 from certs import CertFiles, TestCA
 from etcd_helpers import etcd_client, unique_prefix
+from support.etcd import EtcdCluster, EtcdServer
 
-from watchcache._config import parse_config
-from watchcache._embedded import EmbeddedEtcd, EtcdCluster
-from watchcache._service import Service, ServiceOptions
+from watchcache.config import parse_config
+from watchcache.service import Service, ServiceOptions
 
 
 @pytest.fixture(scope="session")
-def etcd() -> Iterator[EmbeddedEtcd]:
+def etcd() -> Iterator[EtcdServer]:
     """One started etcd for the whole session (sync, so that any test's event loop may use it)."""
-    server = EmbeddedEtcd()
+    server = EtcdServer()
     asyncio.run(server.start())
     try:
         yield server
@@ -33,7 +33,7 @@ def etcd() -> Iterator[EmbeddedEtcd]:
 
 
 @pytest.fixture
-def etcd_endpoints(etcd: EmbeddedEtcd) -> list[str]:
+def etcd_endpoints(etcd: EtcdServer) -> list[str]:
     """The session etcd's client URLs."""
     return etcd.endpoints
 
@@ -45,9 +45,9 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def own_etcd() -> AsyncIterator[EmbeddedEtcd]:
+async def own_etcd() -> AsyncIterator[EtcdServer]:
     """A private, started single-member etcd for this test only (restart, kill, compact freely)."""
-    server = EmbeddedEtcd()
+    server = EtcdServer()
     await server.start()
     try:
         yield server

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from watchcache._embedded import free_port
+from watchcache.etcd.process import free_port
 
 WATCHCACHE = [sys.executable, "-m", "watchcache"]
 EXAMPLE = str(Path(__file__).parent.parent / "examples" / "watchcache.yaml")

@@ -30,7 +30,7 @@ from watchcache import (
     Storage,
     TimedOutError,
 )
-from watchcache._etcd import EtcdClient
+from watchcache.etcd.client import EtcdClient
 
 pytestmark = pytest.mark.etcd
 

@@ -11,7 +11,8 @@ import orjson
 import pytest
 from kubernetes.client import ApiClient
 
-from watchcache._discovery import (
+from watchcache.api.spec import ResourceSpec
+from watchcache.http.discovery import (
     DISCOVERY_VERBS,
     KUBERNETES_VERSION,
     OPENAPI_V2_PROTOBUF,
@@ -22,12 +23,9 @@ from watchcache._discovery import (
     api_versions,
     document_hash,
     encode,
-    openapi_v2,
-    openapi_v3_document,
-    openapi_v3_index,
     version_info,
 )
-from watchcache._resource import ResourceSpec
+from watchcache.http.openapi import openapi_v2, openapi_v3_document, openapi_v3_index
 
 WARDLE = "wardle.example.com"
 FLUNDERS = ResourceSpec(

@@ -1,4 +1,5 @@
-"""Real etcd processes from watchcache._embedded: start, stop, restart, crash, pause, clusters."""
+"""Real etcd processes (watchcache.etcd and the suite's tools on top): start, stop, restart, crash,
+pause, clusters."""
 
 from __future__ import annotations
 
@@ -9,20 +10,15 @@ from pathlib import Path
 import aetcd
 import pytest
 from etcd_helpers import etcd_client, retry, wait_until
+from support.etcd import EtcdCluster, EtcdServer
 
-from watchcache import _embedded
-from watchcache._embedded import (
-    EmbeddedEtcd,
-    EtcdCluster,
-    EtcdNotFoundError,
-    EtcdStartError,
-    etcd_binary,
-)
+from watchcache.etcd import process
+from watchcache.etcd.member import EtcdNotFoundError, EtcdStartError, etcd_binary
 
 
 async def test_single_member_serves_then_stops_and_removes_its_dir() -> None:
     """A single member answers a put/get through aetcd; stop() kills it and removes its temp dir."""
-    server = EmbeddedEtcd()
+    server = EtcdServer()
     await server.start()
     try:
         root, member = server.root, server.member
@@ -49,7 +45,7 @@ async def test_session_fixtures_give_a_private_prefix(etcd_kv: aetcd.Client, pre
     assert [kv.value for kv in await etcd_kv.get_prefix(prefix.encode())] == [b"1"]
 
 
-async def test_restart_keeps_data(own_etcd: EmbeddedEtcd) -> None:
+async def test_restart_keeps_data(own_etcd: EtcdServer) -> None:
     """A graceful restart brings the member back on the same endpoint with its data."""
     endpoint = own_etcd.endpoints[0]
     async with etcd_client(endpoint) as kv:
@@ -61,7 +57,7 @@ async def test_restart_keeps_data(own_etcd: EmbeddedEtcd) -> None:
         assert got is not None and got.value == b"yes"
 
 
-async def test_kill_then_restart(own_etcd: EmbeddedEtcd) -> None:
+async def test_kill_then_restart(own_etcd: EtcdServer) -> None:
     """kill() is a crash (process gone at once, data dir kept); restart() recovers the data."""
     member = own_etcd.member
     async with etcd_client(member.client_url) as kv:
@@ -76,7 +72,7 @@ async def test_kill_then_restart(own_etcd: EmbeddedEtcd) -> None:
         assert got is not None and got.value == b"survives"
 
 
-async def test_pause_and_resume(own_etcd: EmbeddedEtcd) -> None:
+async def test_pause_and_resume(own_etcd: EtcdServer) -> None:
     """A paused member answers nothing but is still running; after resume() it is healthy again."""
     member = own_etcd.member
     member.pause()
@@ -111,7 +107,7 @@ async def test_cluster_survives_losing_its_leader(etcd_cluster: EtcdCluster) -> 
 
 async def test_start_failure_reports_etcd_log(tmp_path: Path) -> None:
     """An etcd that cannot start raises EtcdStartError carrying its log; nothing is left behind."""
-    server = EmbeddedEtcd(base_dir=tmp_path, extra_args=["--no-such-flag"])
+    server = EtcdServer(base_dir=tmp_path, extra_args=["--no-such-flag"])
     with pytest.raises(EtcdStartError, match="no-such-flag") as raised:
         await server.start()
     assert raised.value.exit_code not in (None, 0)
@@ -129,7 +125,7 @@ def test_missing_binary_says_what_to_install(monkeypatch: pytest.MonkeyPatch) ->
 
 async def test_port_clash_is_retried_on_fresh_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     """When a chosen port is taken before etcd binds it, start() retries on other ports."""
-    real_free_ports = _embedded._free_ports
+    real_free_ports = process._free_ports
     calls: list[list[int]] = []
 
     def clashing_free_ports(count: int) -> list[int]:
@@ -143,8 +139,8 @@ async def test_port_clash_is_retried_on_fresh_ports(monkeypatch: pytest.MonkeyPa
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         busy_port = busy.getsockname()[1]
-        monkeypatch.setattr(_embedded, "_free_ports", clashing_free_ports)
-        async with EmbeddedEtcd() as server:
+        monkeypatch.setattr(process, "_free_ports", clashing_free_ports)
+        async with EtcdServer() as server:
             assert len(calls) == 2
             assert server.member.client_port != busy_port
             assert await server.member.healthy()

@@ -35,9 +35,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from watchcache._cacher import CacheSettings
-from watchcache._config import parse_config
-from watchcache._service import Service, ServiceOptions
+from watchcache.cache.settings import CacheSettings
+from watchcache.config import parse_config
+from watchcache.service import Service, ServiceOptions
 
 pytestmark = pytest.mark.etcd
 

@@ -27,11 +27,11 @@ import yaml
 from etcd_helpers import wait_until
 from test_security import Api, keyspace
 
-from watchcache._config import parse_config
-from watchcache._connections import ConnectionSettings
-from watchcache._embedded import free_port
-from watchcache._http import ServerSettings
-from watchcache._service import Service, ServiceOptions
+from watchcache.config import parse_config
+from watchcache.etcd.process import free_port
+from watchcache.http.connections import ConnectionSettings
+from watchcache.http.settings import ServerSettings
+from watchcache.service import Service, ServiceOptions
 
 pytestmark = pytest.mark.etcd
 

@@ -23,12 +23,13 @@ from certs import TestCA
 from conftest import EXAMPLE_CONFIG
 from etcd_helpers import wait_until
 from multidict import CIMultiDictProxy
+from support.etcd import EtcdServer
 from yarl import URL
 
-from watchcache._cacher import CacheSettings
-from watchcache._config import parse_config
-from watchcache._embedded import EmbeddedEtcd, free_port
-from watchcache._service import Service, ServiceOptions
+from watchcache.cache.settings import CacheSettings
+from watchcache.config import parse_config
+from watchcache.etcd.process import free_port
+from watchcache.service import Service, ServiceOptions
 
 GROUP = "wardle.example.com"
 V1A = f"{GROUP}/v1alpha1"
@@ -345,7 +346,7 @@ async def test_watch_resource_version_too_new(api: Api) -> None:
     assert_status(reply, 504, "Timeout")
 
 
-async def test_list_expired_continue_token_and_exact(own_etcd: EmbeddedEtcd, prefix: str) -> None:
+async def test_list_expired_continue_token_and_exact(own_etcd: EtcdServer, prefix: str) -> None:
     """A continue token, or an Exact resourceVersion, whose state is neither kept in memory nor in
     etcd any more (compacted) is 410 with a Status of reason Expired."""
     settings = CacheSettings(window_events=1, max_snapshots=1)

@@ -17,7 +17,7 @@ from certs import TestCA
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from watchcache._service import Service
+from watchcache.service import Service
 
 GROUP = "wardle.example.com"
 VERSION = "v1alpha1"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchcache._errors import BadRequestError, InvalidError
-from watchcache._keys import KeyLayout, prefix_range_end, validate_name, validate_namespace
+from watchcache.errors import BadRequestError, InvalidError
+from watchcache.keys import KeyLayout, prefix_range_end, validate_name, validate_namespace
 
 NAMESPACED = KeyLayout(prefix="/registry", group="wardle.example.com", resource="flunders", namespaced=True)
 CLUSTER = KeyLayout(prefix="/registry", group="wardle.example.com", resource="fischers", namespaced=False)

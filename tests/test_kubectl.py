@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from certs import TestCA
 
-from watchcache._service import Service
+from watchcache.service import Service
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from watchcache._errors import BadRequestError, InvalidError, RequestEntityTooLargeError
-from watchcache._patch import JSON_PATCH, MERGE_PATCH, PatchLimits, json_patch, merge_patch, parse_patch
+from watchcache.api.patch import JSON_PATCH, MERGE_PATCH, PatchLimits, json_patch, merge_patch, parse_patch
+from watchcache.errors import BadRequestError, InvalidError, RequestEntityTooLargeError
 
 LIMITS = PatchLimits(max_bytes=100_000, max_depth=20)
 DOC: dict[str, Any] = {"metadata": {"name": "a"}, "spec": {"list": [1, 2, 3], "map": {"k": "v"}}}

@@ -35,7 +35,8 @@ from watchcache import (
     Storage,
     Watch,
 )
-from watchcache._etcd import EtcdClient, EventType, KeyValue
+from watchcache.etcd.client import EtcdClient
+from watchcache.etcd.types import EventType, KeyValue
 
 pytestmark = pytest.mark.etcd
 

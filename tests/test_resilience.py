@@ -18,10 +18,10 @@ import orjson
 import pytest
 from etcd_helpers import etcd_client, retry, wait_until
 from resources import FLUNDERS
+from support.etcd import EtcdServer
 
 from watchcache import (
     CacheSettings,
-    EmbeddedEtcd,
     EtcdUnavailableError,
     ExpiredError,
     Resource,
@@ -31,7 +31,7 @@ from watchcache import (
     Watch,
     WatchEvent,
 )
-from watchcache._etcd import EtcdClient
+from watchcache.etcd.client import EtcdClient
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 
@@ -154,7 +154,7 @@ async def wait_events(received: list[WatchEvent], count: int, within: float = 20
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
-async def test_watch_survives_an_etcd_restart(own_etcd: EmbeddedEtcd, how: str) -> None:
+async def test_watch_survives_an_etcd_restart(own_etcd: EtcdServer, how: str) -> None:
     """etcd stopped (gracefully or SIGKILL) and restarted mid-stream: the watcher gets every event
     exactly once, in revision order, no ERROR; the cache resumed its etcd watch (no relist)."""
     member = own_etcd.member
@@ -179,7 +179,7 @@ async def test_watch_survives_an_etcd_restart(own_etcd: EmbeddedEtcd, how: str) 
                 else:
                     member.kill()
                 await wait_until(
-                    lambda: not flunders.cache.connected, message="the cache noticed etcd is gone"
+                    lambda: not flunders.cache.readiness.connected, message="the cache noticed etcd is gone"
                 )
                 # Let the cache try (and fail) to re-establish its watch while etcd is down, as it
                 # would during any outage longer than its backoff.
@@ -269,7 +269,7 @@ class TcpProxy:
             self._writers.discard(dst)
 
 
-async def test_compaction_while_cut_off_forces_a_relist(own_etcd: EmbeddedEtcd) -> None:
+async def test_compaction_while_cut_off_forces_a_relist(own_etcd: EtcdServer) -> None:
     """The cache is cut off from etcd (through a proxy) while etcd changes and is compacted past the
     cache's revision: on reconnecting it relists, the open watcher gets one 410 Expired ERROR and
     ends, a new list equals etcd's state, and a watch from that list works."""
@@ -292,7 +292,9 @@ async def test_compaction_while_cut_off_forces_a_relist(own_etcd: EmbeddedEtcd) 
                 cache_revision = flunders.cache.revision
 
                 proxy.cut()
-                await wait_until(lambda: not flunders.cache.connected, message="the cache lost etcd")
+                await wait_until(
+                    lambda: not flunders.cache.readiness.connected, message="the cache lost etcd"
+                )
                 await expected.burst("unseen", 10)
                 current = (await direct.range(b"/", b"\0", count_only=True)).revision
                 assert current > cache_revision
@@ -324,7 +326,7 @@ async def test_compaction_while_cut_off_forces_a_relist(own_etcd: EmbeddedEtcd) 
             assert [summary(e) for e in events] == [("ADDED", "ns-a", "fresh", revision)]
 
 
-async def test_window_limits_and_exact_lists(own_etcd: EmbeddedEtcd) -> None:
+async def test_window_limits_and_exact_lists(own_etcd: EtcdServer) -> None:
     """With a 5-change window: Exact lists inside the window and before it (uncompacted) equal
     etcd's range at that revision; after compaction, Exact before the window is 410 and a watch
     from there gets one 410 ERROR event, while Exact inside the window is still served."""
@@ -342,7 +344,7 @@ async def test_window_limits_and_exact_lists(own_etcd: EmbeddedEtcd) -> None:
             else:
                 revisions.append(await expected.put(ns, f"f{i % 4}", step=i))
         await flunders.list()
-        oldest = flunders.cache.window.oldest_revision
+        oldest = flunders.cache.state.window.oldest_revision
         assert revisions[0] < oldest <= revisions[-5], "the window holds the last 5 changes only"
 
         async def exact(revision: int, namespace: str | None = None) -> list[tuple[str, str, str, bytes]]:
@@ -391,7 +393,7 @@ async def test_window_limits_and_exact_lists(own_etcd: EmbeddedEtcd) -> None:
         assert [summary(e) for e in replay] == expected.events[-2:]
 
 
-async def test_readiness(own_etcd: EmbeddedEtcd) -> None:
+async def test_readiness(own_etcd: EtcdServer) -> None:
     """A new resource is not ready until its first list is in; then it and the Storage are ready.
     While etcd is down from the start the cache stays unready and calls get 429 TooManyRequests."""
     async with Storage(own_etcd.endpoints, prefix=PREFIX) as storage:
@@ -426,7 +428,7 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     return time.monotonic() - started, result
 
 
-async def test_etcd_down_fails_consistent_reads_fast_and_serves_rv0(own_etcd: EmbeddedEtcd) -> None:
+async def test_etcd_down_fails_consistent_reads_fast_and_serves_rv0(own_etcd: EtcdServer) -> None:
     """With etcd down, a consistent list/get fails fast (503 or 504 within request_timeout +
     sync_timeout), while resourceVersion=0 reads are still served from the cache at once."""
     settings = CacheSettings(sync_timeout=1, retry_backoff_max=0.5)

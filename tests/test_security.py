@@ -26,14 +26,15 @@ import pytest
 import yaml
 from certs import CertFiles, TestCA
 from etcd_helpers import etcd_client, wait_until
+from support.etcd import EtcdServer, EtcdServerTLS
 from yarl import URL
 
-from watchcache._cacher import CacheSettings
-from watchcache._config import ConfigError, parse_config
-from watchcache._embedded import EmbeddedEtcd, EtcdServerTLS, EtcdStartError
-from watchcache._errors import TooManyRequestsError
-from watchcache._etcd import EtcdTLS
-from watchcache._service import Service, ServiceOptions
+from watchcache.cache.settings import CacheSettings
+from watchcache.config import parse_config
+from watchcache.errors import ConfigError, TooManyRequestsError
+from watchcache.etcd.member import EtcdStartError
+from watchcache.etcd.types import EtcdTLS
+from watchcache.service import Service, ServiceOptions
 
 pytestmark = pytest.mark.etcd
 
@@ -1058,19 +1059,19 @@ async def test_one_tenant_flooding_does_not_starve_another(
 
 
 @pytest.fixture
-async def tls_etcd(test_ca: TestCA) -> AsyncIterator[EmbeddedEtcd]:
+async def tls_etcd(test_ca: TestCA) -> AsyncIterator[EtcdServer]:
     """A private etcd serving clients over HTTPS only, requiring client certificates from ``test_ca``."""
     server = test_ca.issue("etcd-tls-server", server=True)
     probe = test_ca.issue("etcd-tls-probe")
     tls = EtcdServerTLS(
         server.cert, server.key, test_ca.cert_file, probe_cert_file=probe.cert, probe_key_file=probe.key
     )
-    async with EmbeddedEtcd(client_tls=tls) as etcd:
+    async with EtcdServer(client_tls=tls) as etcd:
         yield etcd
 
 
 async def test_etcd_over_tls_with_client_certificate(
-    tls_etcd: EmbeddedEtcd, test_ca: TestCA, session: aiohttp.ClientSession
+    tls_etcd: EtcdServer, test_ca: TestCA, session: aiohttp.ClientSession
 ) -> None:
     """Against etcd requiring TLS client certificates, EtcdTLS(ca, cert, key) serves create/list/watch."""
     assert tls_etcd.endpoints[0].startswith("https://127.0.0.1:")
@@ -1088,7 +1089,7 @@ async def test_etcd_over_tls_with_client_certificate(
 
 
 async def test_etcd_over_tls_without_client_certificate_never_serves(
-    tls_etcd: EmbeddedEtcd, test_ca: TestCA, session: aiohttp.ClientSession
+    tls_etcd: EtcdServer, test_ca: TestCA, session: aiohttp.ClientSession
 ) -> None:
     """Without a client certificate caches never get ready, requests fail (429/503/504), nothing hangs."""
     etcd_tls = EtcdTLS(cafile=test_ca.cert_file)
@@ -1115,7 +1116,7 @@ async def test_embedded_etcd_tls_probe_needs_a_client_certificate(test_ca: TestC
     """Probes without a client certificate never judge a client-cert-auth etcd healthy (EtcdStartError)."""
     server = test_ca.issue("etcd-tls-server", server=True)
     tls = EtcdServerTLS(server.cert, server.key, test_ca.cert_file)
-    etcd = EmbeddedEtcd(client_tls=tls, start_timeout=3)
+    etcd = EtcdServer(client_tls=tls, start_timeout=3)
     async with asyncio.timeout(30):
         with pytest.raises(EtcdStartError, match="not healthy"):
             await etcd.start()

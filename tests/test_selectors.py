@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchcache._errors import BadRequestError
-from watchcache._selectors import (
+from watchcache.errors import BadRequestError
+from watchcache.selectors import (
     EVERYTHING,
     FieldSelector,
     LabelSelector,

@@ -30,6 +30,7 @@ from watchcache import (
     Watch,
     WatchEvent,
 )
+from watchcache.http.wire import event_line
 
 GROUP = "wardle.example.com"
 V1ALPHA1 = f"{GROUP}/v1alpha1"
@@ -37,6 +38,11 @@ V1BETA1 = f"{GROUP}/v1beta1"
 
 EVENT_WAIT = 5.0
 """Seconds any single expected event may take to arrive (it normally takes milliseconds)."""
+
+
+async def next_chunk(w: Watch) -> bytes:
+    """The next events of ``w`` as the REST front writes them (JSON lines); b"" once ended."""
+    return b"".join(event_line(event) for event in await w.next_events())
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -194,7 +200,7 @@ async def test_list_then_watch_has_no_gap_and_no_duplicate(etcd_endpoints: list[
             return {n: rv(await res.create(flunder(n))) for n in names}
 
         task = asyncio.create_task(writer())
-        await wait_until(lambda: len(res.cache.store) >= 5, within=EVENT_WAIT, message="first creates")
+        await wait_until(lambda: res.object_count >= 5, within=EVENT_WAIT, message="first creates")
         page = await res.list()
         seen = {i["metadata"]["name"]: rv(i) for i in page.items}
         async with res.watch(resource_version=page.resource_version) as w:
@@ -312,11 +318,11 @@ async def test_watch_from_before_the_window_is_expired(etcd_endpoints: list[str]
             assert all(e.type == "MODIFIED" for e in replayed)
         # The chunked form: one ERROR line, then the end.
         w = res.watch(resource_version=first)
-        lines = (await w.next_chunk()).splitlines()
+        lines = (await next_chunk(w)).splitlines()
         assert len(lines) == 1
         parsed = orjson.loads(lines[0])
         assert parsed["type"] == "ERROR" and parsed["object"]["code"] == 410
-        assert await w.next_chunk() == b""
+        assert await next_chunk(w) == b""
         w.close()
 
 
@@ -683,7 +689,7 @@ async def test_closing_a_watch_unregisters_it(etcd_endpoints: list[str], prefix:
                 assert res.cache.watcher_count == 2
             assert res.cache.watcher_count == 1
             assert await second.next_events() == []
-            assert await second.next_chunk() == b""
+            assert await next_chunk(second) == b""
         assert res.cache.watcher_count == 0
         await res.create(flunder("a"))
         await assert_ends(first)
@@ -741,8 +747,7 @@ async def test_storage_close_fails_a_watch_waiting_for_a_future_revision(
                 return err
 
         task = asyncio.create_task(open_watch())
-        # Private, but the only way to know the watch is parked waiting for the revision.
-        await wait_until(lambda: res.cache._waiters, within=EVENT_WAIT, message="watch waiting")
+        await wait_until(lambda: res.cache.progress.waiting, within=EVENT_WAIT, message="watch waiting")
     finally:
         await storage.close()
     async with asyncio.timeout(EVENT_WAIT):
@@ -775,11 +780,12 @@ async def test_watch_opened_after_storage_close_does_not_hang(etcd_endpoints: li
         assert res.cache.watcher_count == 0
 
 
-# -- 11. the chunked form -------------------------------------------------------------------------------
+# -- 11. the wire form ----------------------------------------------------------------------------------
 
 
-async def test_next_chunk_is_json_lines_matching_the_events(etcd_endpoints: list[str], prefix: str) -> None:
-    """next_chunk() gives newline-terminated {"type","object"} JSON lines equal to next_events()."""
+async def test_wire_lines_are_json_lines_matching_the_events(etcd_endpoints: list[str], prefix: str) -> None:
+    """The REST front's wire form of a watch's events is newline-terminated {"type","object"} JSON
+    lines equal to the events themselves."""
     async with serving(etcd_endpoints, prefix) as res:
         a = await res.create(flunder("a", labels={"app": "web"}))
         async with (
@@ -800,7 +806,7 @@ async def test_next_chunk_is_json_lines_matching_the_events(etcd_endpoints: list
                 lines: list[dict[str, Any]] = []
                 async with asyncio.timeout(EVENT_WAIT):
                     while len(lines) < count:
-                        chunk = await w.next_chunk()
+                        chunk = await next_chunk(w)
                         assert chunk, "the watch ended early"
                         assert chunk.endswith(b"\n")
                         lines.extend(orjson.loads(line) for line in chunk.split(b"\n")[:-1])

@@ -3,11 +3,16 @@
 The public Python API. Everything else in the package is private.
 """
 
-from ._cacher import CacheSettings
-from ._embedded import EmbeddedEtcd
-from ._errors import (
+from .api.pages import ListResult
+from .api.resource import Resource
+from .api.spec import ResourceSpec
+from .api.storage import Storage
+from .api.watch import Watch, WatchEvent
+from .cache.settings import CacheSettings
+from .errors import (
     AlreadyExistsError,
     BadRequestError,
+    ConfigError,
     ConflictError,
     EtcdUnavailableError,
     ExpiredError,
@@ -23,14 +28,16 @@ from ._errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from ._etcd import EtcdTLS
-from ._resource import ListResult, Resource, ResourceSpec, Watch, WatchEvent
-from ._storage import Storage
+from .etcd.process import EmbeddedEtcd
+from .etcd.types import EtcdTLS
+from .service import Service, ServiceOptions
+from .version import VERSION
 
 __all__ = [
     "AlreadyExistsError",
     "BadRequestError",
     "CacheSettings",
+    "ConfigError",
     "ConflictError",
     "EmbeddedEtcd",
     "EtcdTLS",
@@ -44,6 +51,8 @@ __all__ = [
     "RequestEntityTooLargeError",
     "Resource",
     "ResourceSpec",
+    "Service",
+    "ServiceOptions",
     "Status",
     "StatusError",
     "Storage",
@@ -55,4 +64,4 @@ __all__ = [
     "WatchEvent",
 ]
 
-__version__ = "0.1.0"
+__version__ = VERSION

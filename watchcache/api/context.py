@@ -1,0 +1,60 @@
+"""One resource's parts, as its reads, writes and watches share them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..cache.cacher import Cache
+from ..cache.store import Codec
+from ..errors import BadRequestError, NotFoundError
+from ..etcd.client import EtcdClient
+from ..keys import KeyLayout
+from .spec import ResourceSpec
+
+__all__ = ["Context"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """A resource's spec, its cache, and the etcd client its writes go to."""
+
+    spec: ResourceSpec
+    cache: Cache
+    etcd: EtcdClient
+
+    @property
+    def layout(self) -> KeyLayout:
+        return self.cache.layout
+
+    @property
+    def codec(self) -> Codec:
+        return self.cache.codec
+
+    def api_version(self, version: str | None) -> str:
+        """``group/version`` of a served version (None: the first); 404 for another."""
+        version = version or self.spec.versions[0]
+        if version not in self.spec.versions:
+            raise NotFoundError(f"version {version!r} of {self.spec.qualified} is not served")
+        return self.spec.api_version(version)
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait for the cache's initial load (429 TooManyRequests after ``timeout``)."""
+        await self.cache.wait_ready(self.cache.settings.ready_timeout if timeout is None else timeout)
+
+    async def fresh(self, revision: int | None) -> int:
+        """Bring the cache to a state a read at ``revision`` may see; None means consistent."""
+        await self.wait_ready()
+        if revision is None:
+            return await self.cache.sync()
+        if revision > 0:
+            await self.cache.wait_for(revision, self.cache.settings.wait_timeout)
+        return revision
+
+    def scope(self, namespace: str | None) -> str | None:
+        """The namespace a collection request is restricted to (validated), or None for all."""
+        if not namespace:
+            return None
+        if not self.spec.namespaced:
+            raise BadRequestError(f"{self.spec.qualified} is not namespaced")
+        self.layout.list_range(namespace)  # validates
+        return namespace

@@ -1,0 +1,185 @@
+"""WATCH of one resource: where it starts, and the typed events its cache watcher's items become.
+
+A watch from ``resourceVersion=N`` gets every change after N; unset or ``0``: the current objects as
+ADDED, then changes (unset waits for a consistent state first); with ``sendInitialEvents`` the initial
+objects end with a bookmark annotated ``k8s.io/initial-events-end``; a revision older than the cache's
+window yields one ERROR event (410 Expired) and the watch ends.
+
+Events made from a change are made once per event type and served version and shared by every watcher
+(kept in the change's memo), so a front that encodes an event once (in :attr:`WatchEvent.encoded`)
+encodes it once for all of them. The wire format itself is the front's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+import orjson
+
+from ..cache.cache_watcher import Bookmark, CacheWatcher, Enter, Initial, Item, Leave, WatchErrorItem
+from ..cache.window import Change, ChangeType
+from ..errors import ExpiredError
+from .context import Context
+from .options import WatchOptions
+
+__all__ = ["INITIAL_EVENTS_END", "EventTypeName", "Watch", "WatchEvent", "WatchSink"]
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+EventTypeName = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WatchEvent:
+    """One watch event: its type, the object's JSON as served through the watch's version, and its
+    resourceVersion."""
+
+    type: EventTypeName
+    raw: bytes
+    """The object's JSON (a ``Status`` for ERROR)."""
+    revision: int
+    """The event's resourceVersion (0 for ERROR)."""
+    encoded: dict[Hashable, bytes] = field(default_factory=dict, repr=False)
+    """A front's encodings of this event, made once: an event made from a change is shared by every
+    watcher of its type and version."""
+
+    @property
+    def object(self) -> dict[str, Any]:
+        obj: dict[str, Any] = orjson.loads(self.raw)
+        return obj
+
+
+WatchSink = Callable[[list[WatchEvent]], bool]
+"""Takes events at once (written straight to a client, say), or returns False when it cannot now."""
+
+
+class Watch:
+    """An open watch: an async iterator of :class:`WatchEvent`, and an async context manager that
+    unregisters it. Fronts read :meth:`next_events` batches, or install a :meth:`set_sink`."""
+
+    def __init__(self, ctx: Context, options: WatchOptions) -> None:
+        self._ctx = ctx
+        self._options = options
+        self._watcher: CacheWatcher | None = None
+        self._pending: list[Item] = []
+        self._opened = False
+        self._done = False
+        self._api_version = ctx.api_version(options.version)
+        self._events: Iterator[WatchEvent] = iter(())
+        #: The resourceVersion of the last event delivered: where a client re-watches from.
+        self.resource_version = ""
+
+    async def open(self) -> Watch:
+        """Start the watch; setup errors (bad parameters, 504 for a future resourceVersion) raise."""
+        if self._opened:
+            return self
+        self._opened = True
+        ctx, options = self._ctx, self._options
+        namespace = ctx.scope(options.namespace)
+        await ctx.fresh(options.revision)
+        since = None if options.initial else (options.revision or ctx.cache.revision)
+        try:
+            self._watcher = ctx.cache.watch(
+                selector=options.selector,
+                namespace=namespace,
+                since=since,
+                allow_bookmarks=options.allow_bookmarks,
+                initial_end_bookmark=options.initial_events_end,
+            )
+        except ExpiredError as err:
+            self._pending = [WatchErrorItem(err.status())]
+        return self
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._ctx.cache.close_watcher(self._watcher)
+        self._done = True
+
+    async def __aenter__(self) -> Watch:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> Watch:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        for event in self._events:
+            return event
+        events = await self.next_events()
+        if not events:
+            raise StopAsyncIteration
+        self._events = iter(events)
+        return next(self._events)
+
+    async def next_events(self, max_bytes: int = 256 * 1024) -> list[WatchEvent]:
+        """The next events, about ``max_bytes`` of objects at most (waiting while there are none);
+        ``[]`` once the watch has ended."""
+        await self.open()
+        if self._pending:
+            items, self._pending = self._pending, []
+            self._done = True
+            return self._to_events(items)
+        if self._done or self._watcher is None:
+            return []
+        items = await self._watcher.next_batch(max_bytes)
+        if not items:
+            self.close()
+        elif isinstance(items[-1], WatchErrorItem):
+            self._done = True
+        return self._to_events(items)
+
+    def set_sink(self, sink: WatchSink) -> None:
+        """Deliver live events by calling ``sink`` from the cache's dispatch, while nothing is queued
+        ahead of them; what it refuses still comes from :meth:`next_events`."""
+        if self._watcher is not None:
+            self._watcher.sink = lambda items: sink(self._to_events(items))
+
+    def _to_events(self, items: list[Item]) -> list[WatchEvent]:
+        events = [self._event(item) for item in items]
+        for event in reversed(events):
+            if event.type != "ERROR":
+                self.resource_version = str(event.revision)
+                break
+        return events
+
+    def _event(self, item: Item) -> WatchEvent:
+        # A change on its own (the common case) first, by exact type: this runs for every watcher.
+        if type(item) is Change:
+            return self._shared(item, item.type)
+        if type(item) is Enter:
+            return self._shared(item.change, ChangeType.ADDED)
+        if type(item) is Leave:
+            return self._shared(item.change, ChangeType.DELETED)
+        if isinstance(item, Initial):
+            raw = self._ctx.codec.for_version(item.entry.json, self._api_version)
+            return WatchEvent("ADDED", raw, item.entry.revision)
+        if isinstance(item, Bookmark):
+            return WatchEvent("BOOKMARK", orjson.dumps(self._bookmark(item)), item.revision)
+        assert isinstance(item, WatchErrorItem)
+        return WatchEvent("ERROR", orjson.dumps(item.status), 0)
+
+    def _shared(self, change: Change, event_type: ChangeType) -> WatchEvent:
+        """The event ``change`` is for watchers of ``event_type`` through this version: made once."""
+        key = (event_type, self._api_version)
+        event: WatchEvent | None = change.memo.get(key)
+        if event is None:
+            codec = self._ctx.codec
+            raw = codec.for_version(change.object_json(event_type, codec), self._api_version)
+            event = change.memo[key] = WatchEvent(event_type.value, raw, change.revision)
+        return event
+
+    def _bookmark(self, item: Bookmark) -> dict[str, Any]:
+        meta: dict[str, Any] = {"resourceVersion": str(item.revision)}
+        if item.initial_events_end:
+            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+        return {"kind": self._ctx.spec.kind, "apiVersion": self._api_version, "metadata": meta}

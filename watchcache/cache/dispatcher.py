@@ -1,0 +1,157 @@
+"""Offering changes to a cache's watchers: the watcher index, coalescing, and bookmarks.
+
+Dispatch offers each watcher the changes it selects without ever waiting (see
+:mod:`.cache_watcher` for what a watcher does with them). Watchers are indexed by namespace, so a
+change is only offered to the watchers of its namespace and to those of all namespaces. While
+dispatch is busy (the last round ended less than its own duration ago), changes are held for up to
+5 ms so that those arriving meanwhile go out together: one write per watcher for several changes.
+Anything that depends on what watchers have been offered (registering a watcher, a bookmark) flushes
+first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from ..errors import Status
+from .cache_watcher import Bookmark, CacheWatcher, Ended, Item
+from .settings import CacheSettings, CacheStats
+from .window import Change
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger(__name__)
+
+# Longest a change waits to be dispatched together with the next ones while dispatch is busy.
+_MAX_COALESCE = 0.005
+
+
+class Dispatcher:
+    """The watchers of one cache and what they are offered (see the module docstring)."""
+
+    def __init__(self, *, settings: CacheSettings, stats: CacheStats, name: str) -> None:
+        self._settings = settings
+        self._stats = stats
+        self._name = name
+        self._watchers: dict[CacheWatcher, None] = {}
+        self._all_namespaces: dict[CacheWatcher, None] = {}
+        self._by_namespace: dict[str, dict[CacheWatcher, None]] = {}
+        # Changes applied to the state but not yet offered to the watchers (see queue()).
+        self._undispatched: list[Change] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._dispatch_cost = 0.0
+        self._dispatched_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._watchers)
+
+    # -- changes -------------------------------------------------------------------------------------
+
+    def queue(self, changes: list[Change]) -> None:
+        """Offer ``changes`` soon: at once when dispatch is idle, after about its own last duration
+        (at most 5 ms) while it is busy."""
+        self._undispatched.extend(changes)
+        if self._flush_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        cost = self._dispatch_cost
+        if loop.time() - self._dispatched_at < cost:
+            self._flush_handle = loop.call_later(min(cost, _MAX_COALESCE), self.flush)
+        else:
+            self._flush_handle = loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Offer every queued change now."""
+        self._cancel_flush()
+        changes, self._undispatched = self._undispatched, []
+        if not changes:
+            return
+        started = time.perf_counter()
+        self._dispatch(changes)
+        self._dispatch_cost = time.perf_counter() - started
+        self._dispatched_at = asyncio.get_running_loop().time()
+
+    def discard_queued(self) -> None:
+        """Forget the changes not yet offered (after a relist every watcher is ended anyway)."""
+        self._cancel_flush()
+        self._undispatched = []
+
+    def _cancel_flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+
+    def _dispatch(self, changes: list[Change]) -> None:
+        if not self._watchers:
+            return
+        pending: dict[CacheWatcher, list[Item]] = {}
+        by_namespace = self._by_namespace
+        for change in changes:
+            for group in (self._all_namespaces, by_namespace.get(change.entry.namespace)):
+                if not group:
+                    continue
+                for watcher in group:
+                    item = change if watcher.simple else watcher.select(change)
+                    if item is not None:
+                        items = pending.get(watcher)
+                        if items is None:
+                            pending[watcher] = [item]
+                        else:
+                            items.append(item)
+        for watcher, items in pending.items():
+            if watcher.offer(items):
+                self._stats.events_dispatched += len(items)
+            else:
+                self._stats.watchers_ended_slow += 1
+                log.info("%s: ended a watcher that fell %d events behind", self._name, len(items))
+                self.unregister(watcher)
+
+    # -- watchers ------------------------------------------------------------------------------------
+
+    def register(self, watcher: CacheWatcher) -> None:
+        self._watchers[watcher] = None
+        if watcher.namespace is None:
+            self._all_namespaces[watcher] = None
+        else:
+            self._by_namespace.setdefault(watcher.namespace, {})[watcher] = None
+        interval = self._settings.bookmark_interval
+        watcher.next_bookmark = asyncio.get_running_loop().time() + interval * (0.9 + 0.1 * random.random())
+
+    def unregister(self, watcher: CacheWatcher) -> None:
+        self._watchers.pop(watcher, None)
+        if watcher.namespace is None:
+            self._all_namespaces.pop(watcher, None)
+        else:
+            group = self._by_namespace.get(watcher.namespace)
+            if group is not None:
+                group.pop(watcher, None)
+                if not group:
+                    del self._by_namespace[watcher.namespace]
+
+    def end_all(self, why: Ended, error: Status | None = None) -> None:
+        """End every watcher (with ``error`` delivered last, when given) and forget them."""
+        for watcher in list(self._watchers):
+            watcher.end(why, error)
+        self._watchers.clear()
+        self._all_namespaces.clear()
+        self._by_namespace.clear()
+
+    async def bookmarks(self, revision: Callable[[], int]) -> None:
+        """Send idle watchers that allow bookmarks one at least every interval (a task of the cache)."""
+        interval = self._settings.bookmark_interval
+        tick = max(0.05, min(1.0, interval / 4))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(tick)
+            self.flush()  # a bookmark's revision must not pass changes not yet offered
+            now = loop.time()
+            for watcher in list(self._watchers):
+                if watcher.allow_bookmarks and now >= watcher.next_bookmark:
+                    watcher.next_bookmark = now + interval
+                    # Every change up to the revision has been offered to the watcher, in order.
+                    if watcher.idle and not watcher.offer([Bookmark(revision())]):
+                        self.unregister(watcher)

@@ -1,0 +1,167 @@
+"""When a cache may answer: readiness (its first list is in), and waiting for revisions.
+
+A consistent read waits until the cache holds every write etcd acknowledged before the read began
+(:meth:`Progress.sync`); a read at resourceVersion N until it has reached N (:meth:`Progress.wait_for`).
+When nothing in the resource changes, etcd sends its watch nothing, so the cache writes the resource's
+*progress key* (inside the watched range, outside every object key): its event arrives in order on the
+same watch and proves every earlier event has arrived. See ``docs/consistent-reads.md`` for why this,
+and not etcd's RequestProgress, on etcd 3.4.23. Writes requested while one is in flight are coalesced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import EtcdUnavailableError, StatusError, TimedOutError, TooManyRequestsError
+from .settings import CacheSettings, CacheStats
+from .source import KVSource
+
+__all__ = ["Progress", "Readiness"]
+
+log = logging.getLogger(__name__)
+
+
+class Readiness:
+    """Whether one cache can serve: loaded (its first list is in) and connected (its watch is up)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.loaded = asyncio.Event()
+        #: Whether the etcd watch is established right now (readiness of a running cache).
+        self.connected = False
+        self.stopped = False
+
+    def stopped_error(self) -> EtcdUnavailableError:
+        return EtcdUnavailableError(f"the cache of {self.name} is stopped", retry_after=1)
+
+    def check_running(self) -> None:
+        if self.stopped:
+            raise self.stopped_error()
+
+    async def wait(self, timeout: float) -> None:
+        """Wait until the first list is in; 429 TooManyRequests after ``timeout`` seconds."""
+        self.check_running()
+        if self.loaded.is_set():
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self.loaded.wait()
+        except TimeoutError:
+            raise TooManyRequestsError(f"the cache of {self.name} is not ready yet", retry_after=1) from None
+
+
+@dataclass(order=True)
+class _Waiter:
+    revision: int
+    seq: int
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class Progress:
+    """Requests waiting for the cache to reach a revision, and the progress-key writer that makes
+    sure it does (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        source: KVSource,
+        progress_key: bytes,
+        revision: Callable[[], int],
+        readiness: Readiness,
+        settings: CacheSettings,
+        stats: CacheStats,
+    ) -> None:
+        self._source = source
+        self._key = progress_key
+        self._revision = revision
+        self._readiness = readiness
+        self._settings = settings
+        self._stats = stats
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._wanted = asyncio.Event()
+
+    async def wait_for(self, revision: int, timeout: float) -> None:
+        """Wait until the cache has every change up to ``revision``; 504 Timeout otherwise.
+
+        When etcd has already reached ``revision`` (through writes to other keys, say), progress is
+        requested as for a consistent read; a revision etcd has not reached yet is only waited for,
+        so a far-future resourceVersion never makes the cache write.
+        """
+        self._readiness.check_running()
+        if self._revision() >= revision:
+            return
+        if revision <= await self._source.current_revision(self._key):
+            self._wanted.set()
+        await self._wait(revision, timeout)
+
+    async def sync(self) -> int:
+        """Catch up with etcd: afterwards the cache holds every write etcd acknowledged before the
+        call. Returns etcd's revision at the call."""
+        self._readiness.check_running()
+        target = await self._source.current_revision(self._key)
+        if self._revision() < target:
+            self._wanted.set()
+            await self._wait(target, self._settings.sync_timeout)
+        return target
+
+    async def _wait(self, revision: int, timeout: float) -> None:
+        if self._revision() >= revision:
+            return
+        waiter = _Waiter(revision, next(self._seq), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._waiters, waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter.future
+        except TimeoutError:
+            raise TimedOutError(
+                f"Too large resource version: {revision}, current: {self._revision()}",
+                retry_after=1,
+            ) from None
+        finally:
+            if not waiter.future.done():
+                waiter.future.cancel()
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a revision right now."""
+        return sum(1 for w in self._waiters if not w.future.done())
+
+    def wake(self) -> None:
+        """The cache's revision advanced: release the waiters it satisfies."""
+        waiters = self._waiters
+        revision = self._revision()
+        while waiters and waiters[0].revision <= revision:
+            waiter = heapq.heappop(waiters)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+
+    def fail_all(self, error: StatusError) -> None:
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+        self._waiters.clear()
+
+    async def run(self) -> None:
+        """The progress-key writer (a task of the cache)."""
+        while True:
+            await self._wanted.wait()
+            # Cleared before writing: a sync() that reads its target after this point sets it again
+            # and gets a write of its own; one that read its target before is covered by this write,
+            # whose revision is necessarily greater.
+            self._wanted.clear()
+            if not any(not w.future.done() for w in self._waiters):
+                continue
+            try:
+                await self._source.put(self._key, b"")
+                self._stats.progress_writes += 1
+            except StatusError as err:
+                log.warning("%s: progress write failed: %s", self._readiness.name, err)
+                await asyncio.sleep(0.1)
+                if self._waiters:
+                    self._wanted.set()

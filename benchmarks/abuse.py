@@ -1355,6 +1355,8 @@ def row_json(row: Row, settings: Settings) -> dict[str, Any]:
         "rss_before_kib": row.rss_before,
         "rss_peak_kib": row.rss_peak,
         "killed_at_kib": row.killed_at,
+        "gets": row.gets.n if row.gets else None,
+        "gets_failed": row.gets.failed if row.gets else None,
         "get_p99_ms": row.gets.p99 if row.gets else None,
         "get_max_ms": row.gets.max if row.gets else None,
         "slow_s": row.gets.slow_s if row.gets else None,

@@ -30,7 +30,7 @@ backstop) and is killed once its RSS passes ``--rss-cap-mb``, so the machine nev
 says "killed at".
 
     python benchmarks/abuse.py --quick          # seconds, small data: CI runs it
-    python benchmarks/abuse.py                  # 1000 x 100 KiB, 30 s windows (~5 min)
+    python benchmarks/abuse.py                  # 1000 x 100 KiB, 30 s windows (~6 min)
     python benchmarks/abuse.py --attacks 1a,4   # a subset
 """
 
@@ -793,6 +793,7 @@ async def connections_without_credentials(ctx: Ctx) -> Outcome:
 
 
 def _token(data: Any) -> str:
+    # json, not orjson: a forged revision may not fit in 64 bits.
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 

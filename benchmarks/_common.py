@@ -236,16 +236,25 @@ class Watchcache:
     extra: Sequence[str] = ()
     proc: subprocess.Popen[bytes] | None = None
     config: str = ""
+    config_yaml: str = CONFIG_YAML
+    log_path: str = ""
+    """Where the server's stderr (its log) goes; nowhere when empty."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Watchcache:
+        self.spawn()
+        self.wait_ready()
+        return self
+
+    def spawn(self) -> Watchcache:
+        """Start the process without waiting for it to listen or load its caches."""
         self.port = free_port()
         fd, self.config = tempfile.mkstemp(prefix="wcbench-", suffix=".yaml")
         with os.fdopen(fd, "w") as f:
-            f.write(CONFIG_YAML)
+            f.write(self.config_yaml)
         cmd = [
             sys.executable, "-m", "watchcache", "serve",
             "--etcd-servers", self.etcd.endpoint,
@@ -255,16 +264,21 @@ class Watchcache:
             *self.extra,
         ]  # fmt: skip
         env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen(
-            pinned(cmd, self.core), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
+        with contextlib.ExitStack() as stack:
+            log = stack.enter_context(open(self.log_path, "ab")) if self.log_path else subprocess.DEVNULL
+            self.proc = subprocess.Popen(
+                pinned(cmd, self.core), stdout=subprocess.DEVNULL, stderr=log, env=env
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait until ``/readyz`` answers 200 (every cache loaded)."""
 
         def ready() -> bool:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
                 return r.status == 200
 
-        _wait(ready, "watchcache serve", timeout=120, proc=self.proc)
-        return self
+        _wait(ready, "watchcache serve", timeout=timeout, proc=self.proc)
 
     def stop(self) -> None:
         _stop(self.proc)
@@ -365,6 +379,14 @@ def build_client() -> str:
 # -- output -----------------------------------------------------------------------------------------
 
 
+def pct(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank; None when empty."""
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
 def median(values: Sequence[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
@@ -375,6 +397,8 @@ class Table:
     title: str
     columns: list[str]
     rows: list[tuple[str, list[str]]] = field(default_factory=list)
+    left: tuple[str, ...] = ()
+    """Columns of text, left-aligned; the others are figures, right-aligned."""
 
     def add(self, label: str, cells: Sequence[str]) -> None:
         self.rows.append((label, list(cells)))
@@ -385,20 +409,22 @@ class Table:
             max([len(c)] + [len(r[1][i]) for r in self.rows if i < len(r[1])])
             for i, c in enumerate(self.columns)
         ]
+        just = [str.ljust if c in self.left else str.rjust for c in self.columns]
+        end = "-|" if self.columns[-1] in self.left else ":|"
         lines = [
             "| "
             + self.title.ljust(width0)
             + " | "
-            + " | ".join(c.rjust(w) for c, w in zip(self.columns, widths, strict=True))
+            + " | ".join(j(c, w) for c, w, j in zip(self.columns, widths, just, strict=True))
             + " |",
-            "|-" + "-" * width0 + "-|-" + "-|-".join("-" * w for w in widths) + ":|",
+            "|-" + "-" * width0 + "-|-" + "-|-".join("-" * w for w in widths) + end,
         ]
         for label, cells in self.rows:
             lines.append(
                 "| "
                 + label.ljust(width0)
                 + " | "
-                + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=False))
+                + " | ".join(j(c, w) for c, w, j in zip(cells, widths, just, strict=False))
                 + " |"
             )
         return "\n".join(lines)

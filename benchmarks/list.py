@@ -51,6 +51,7 @@ from _common import (
     make_value,
     median,
     mem_kib,
+    pct,
     pin_self,
     pinned,
     running,
@@ -85,13 +86,6 @@ class NoCache:
 
     def stop(self) -> None:
         _stop(self.proc)
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 async def measure(

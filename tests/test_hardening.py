@@ -507,3 +507,40 @@ async def test_dry_run_computes_the_result_and_writes_nothing(
         bad = await wardle.call("DELETE", item, body={"dryRun": "All"})
         assert bad.is_status(400, "BadRequest"), bad
         assert (await wardle.call("GET", item)).status == 200
+
+
+async def test_malformed_metadata_is_refused_as_kubernetes_refuses_it(
+    etcd_endpoints: list[str], prefix: str, etcd_kv: aetcd.Client, session: aiohttp.ClientSession
+) -> None:
+    """Metadata of the wrong JSON type is 400, a label Kubernetes would not accept is 422 (with a
+    cause per field), on create and on patch alike; a DeleteOptions whose preconditions are not an
+    object is 400 rather than an unconditional delete. Nothing is written."""
+    async with serve(etcd_endpoints, prefix) as svc:
+        wardle = Api(session, svc.url, token=TOKENS["wardle"])
+        ok = await wardle.call("POST", FLUNDERS, body={"metadata": {"name": "ok"}, "spec": {}})
+        assert ok.status == 201
+        before = await keyspace(etcd_kv)
+        for meta in (
+            {"labels": ["a"]},
+            {"labels": {"a": 1}},
+            {"annotations": 5},
+            {"finalizers": 3},
+            {"generation": "1"},
+            {"deletionTimestamp": {}},
+            {"ownerReferences": "x"},
+        ):
+            reply = await wardle.call("POST", FLUNDERS, body={"metadata": {"name": "bad", **meta}})
+            assert reply.is_status(400, "BadRequest"), (meta, reply)
+            reply = await wardle.call(
+                "PATCH", FLUNDERS + "/ok", body={"metadata": meta}, content_type=MERGE_PATCH
+            )
+            assert reply.is_status(400, "BadRequest"), (meta, reply)
+        reply = await wardle.call(
+            "POST", FLUNDERS, body={"metadata": {"name": "bad", "labels": {"-x-": "ok", "y": "a" * 64}}}
+        )
+        assert reply.is_status(422, "Invalid"), reply
+        fields = [cause["field"] for cause in reply.body["details"]["causes"]]
+        assert fields == ["metadata.labels", "metadata.labels[y]"], fields
+        reply = await wardle.call("DELETE", FLUNDERS + "/ok", body={"preconditions": []})
+        assert reply.is_status(400, "BadRequest"), reply
+        assert await keyspace(etcd_kv) == before

@@ -18,6 +18,8 @@ from .errors import BadRequestError
 
 __all__ = [
     "EVERYTHING",
+    "label_key_problem",
+    "label_value_problem",
     "FieldRequirement",
     "FieldSelector",
     "LabelSelector",
@@ -73,7 +75,8 @@ def _found(token: str, expected: str) -> str:
     return f"found {_quote(token) if token else 'end of string'}, expected: {expected}"
 
 
-def _label_key_problem(key: str) -> str | None:
+def label_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid label key (a qualified name), or None."""
     prefix, slash, name = key.rpartition("/")
     if "/" in prefix:
         return f"a qualified name {_NAME_RULE}, with an optional DNS subdomain prefix and '/'"
@@ -93,14 +96,19 @@ def _label_key_problem(key: str) -> str | None:
     return None
 
 
-def _validate_label_value(key: str, value: str) -> None:
+def label_value_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid label value, or None."""
     if len(value) > 63:
-        problem = "must be no more than 63 characters"
-    elif value and not _QUALIFIED_NAME.fullmatch(value):
-        problem = f"a valid label must be an empty string or {_NAME_RULE.removeprefix('must ')}"
-    else:
-        return
-    raise BadRequestError(f"invalid label value {_quote(value)} for key {_quote(key)}: {problem}")
+        return "must be no more than 63 characters"
+    if value and not _QUALIFIED_NAME.fullmatch(value):
+        return f"a valid label must be an empty string or {_NAME_RULE.removeprefix('must ')}"
+    return None
+
+
+def _validate_label_value(key: str, value: str) -> None:
+    problem = label_value_problem(value)
+    if problem is not None:
+        raise BadRequestError(f"invalid label value {_quote(value)} for key {_quote(key)}: {problem}")
 
 
 def _label_integer(value: str | None) -> int | None:
@@ -120,7 +128,7 @@ class Requirement:
     values: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        problem = _label_key_problem(self.key)
+        problem = label_key_problem(self.key)
         if problem is not None:
             raise BadRequestError(f"invalid label key {_quote(self.key)}: {problem}")
         count = len(self.values)

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..etcd.types import KeyValue
 from .context import Context
+from .meta import validate_metadata
 from .options import parse_revision
 from .patch import PatchLimits, parse_patch
 from .spec import DEFAULT_MAX_OBJECT_BYTES
@@ -167,6 +168,7 @@ class Writes:
         as it would be stored, without a resourceVersion)."""
         api_version = self._api_version(version)
         meta = self._identity(obj, api_version)
+        validate_metadata(meta, kind=self.spec.kind, name=meta.get("name"))
         ns = self._namespace_of(meta, namespace)
         name = meta.get("name")
         if not name:
@@ -307,6 +309,7 @@ class Writes:
             self._served(obj, current.mod_revision, api_version)
             new = mutate(obj)
             meta = self._metadata(new)
+            validate_metadata(meta, kind=self.spec.kind, name=name)
             wanted = parse_revision(meta.pop("resourceVersion", None), "metadata.resourceVersion")
             if wanted is not None and wanted != current.mod_revision:
                 if not fresh:

@@ -7,9 +7,11 @@ hold every descriptor the process has, and with them every tenant's service. So,
 - a new connection must deliver a complete request (its headers) within ``header_timeout`` (over
   TLS, the handshake too), and a kept-alive one may idle ``idle_timeout`` between requests (aiohttp's
   keep-alive timer, which also closes a connection trickling a later request's headers);
-- connections that have not yet made an authenticated request are capped at ``max_unauthenticated``:
-  at the cap the oldest of them is closed to make room, so a flood of idle or trickling sockets cycles
-  through its own slots while a real client, whose request arrives at once, gets in;
+- connections that have not yet made an authenticated request are capped at ``max_unauthenticated``
+  and at a quarter of the process's file descriptors, whichever is lower: at the cap the oldest of
+  them is closed to make room, so a flood of idle or trickling sockets cycles through its own slots
+  while a real client, whose request arrives at once, gets in, and three quarters of the descriptors
+  stay for authenticated clients;
 - requests without valid credentials are rate limited per source address (429, and the connection
   is closed);
 - a tenant's connections (attributed by the credentials of their first request) are counted against
@@ -46,7 +48,8 @@ class ConnectionSettings:
     idle_timeout: float = 60.0
     """Seconds a kept-alive connection may wait between requests before it is closed."""
     max_unauthenticated: int = 512
-    """Connections that have not made an authenticated request yet; at the cap the oldest is closed."""
+    """Connections that have not made an authenticated request yet (at most a quarter of the
+    process's file descriptors); at the cap the oldest is closed."""
     anonymous_requests_per_second: float = 20.0
     """Requests without valid credentials (401s and the open health endpoints) per source address."""
     anonymous_burst: int = 40
@@ -75,11 +78,24 @@ class _Connection:
         self.owner: str | None = None
 
 
+def _open_files_limit() -> int:
+    """The process's soft limit on open files (a large number where there is none)."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 1 << 20
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
 class ConnectionGuard:
     """Tracks every connection of one server (see the module docstring)."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
+        #: The cap on unauthenticated connections in effect (see the module docstring).
+        self.max_unauthenticated = min(settings.max_unauthenticated, max(1, _open_files_limit() // 4))
         self._connections: dict[object, _Connection] = {}
         self._unauthenticated: OrderedDict[object, _Connection] = OrderedDict()
         self._owned: dict[str, int] = {}
@@ -119,7 +135,7 @@ class ConnectionGuard:
 
     def _opened(self, handler: object, transport: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
-        while len(self._unauthenticated) >= self.settings.max_unauthenticated:
+        while len(self._unauthenticated) >= self.max_unauthenticated:
             _, oldest = self._unauthenticated.popitem(last=False)
             self.evicted += 1
             oldest.transport.abort()

@@ -162,7 +162,9 @@ class Writes:
             if not isinstance(body, dict):
                 raise BadRequestError("a delete body must be a JSON object (DeleteOptions)")
             options = body
-            pre = body.get("preconditions") or {}
+            pre = body.get("preconditions")
+            if pre is None:
+                pre = {}
             if not isinstance(pre, dict):
                 raise BadRequestError("preconditions must be a JSON object")
             rv, uid = pre.get("resourceVersion"), pre.get("uid")

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from ..errors import BadRequestError
 from ..selectors import EVERYTHING, Selector
 
 __all__ = [
     "PARAMETERS",
+    "ListArgs",
     "ListOptions",
     "QueryParameter",
+    "WatchArgs",
     "WatchOptions",
     "parse_flag",
     "parse_int",
@@ -144,6 +146,53 @@ def _exact(match: str | None, revision: int | None) -> bool:
     return match == "Exact"
 
 
+class _SelectArgs(TypedDict, total=False):
+    namespace: str | None
+    """The namespace to read or watch (None or "": all)."""
+    label_selector: str | None
+    """Kubernetes' ``labelSelector`` (``=``, ``==``, ``!=``, ``in``, ``notin``, ``key``, ``!key``)."""
+    field_selector: str | None
+    """Kubernetes' ``fieldSelector`` on ``metadata.name`` and ``metadata.namespace``."""
+    resource_version: str | int | None
+    """Unset: consistent; ``0``: any cached state; ``N``: not older than N."""
+    resource_version_match: str | None
+    """``NotOlderThan`` or ``Exact``."""
+    version: str | None
+    """The served version (None: the resource's first)."""
+
+
+class ListArgs(_SelectArgs, total=False):
+    """What a LIST asks for, as Python values: the query parameters, in snake case."""
+
+    limit: int | None
+    """Items per page (None or 0: all)."""
+    continue_token: str | None
+    """The ``continue`` token of the previous page."""
+
+
+class WatchArgs(_SelectArgs, total=False):
+    """What a WATCH asks for, as Python values: the query parameters, in snake case."""
+
+    send_initial_events: bool | None
+    """Begin with the current objects, then an initial-events-end bookmark (with
+    ``resource_version_match="NotOlderThan"`` and ``allow_bookmarks``)."""
+    allow_bookmarks: bool
+    """Ask for BOOKMARK events."""
+
+
+def _known(args: Mapping[str, object], kind: type) -> None:
+    """A TypedDict's keys are only checked by type checkers: refuse other names at run time too."""
+    unknown = set(args) - kind.__optional_keys__ - kind.__required_keys__  # type: ignore[attr-defined]
+    if unknown:
+        raise TypeError(f"unexpected argument(s): {', '.join(sorted(unknown))}")
+
+
+def _selection(args: _SelectArgs) -> tuple[Selector, int | None]:
+    return Selector.parse(args.get("label_selector"), args.get("field_selector")), parse_revision(
+        args.get("resource_version")
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListOptions:
     """A LIST (or GET), validated: what it selects, at which revision, how many."""
@@ -161,36 +210,28 @@ class ListOptions:
     """The served version (None: the resource's first)."""
 
     @classmethod
-    def of(
-        cls,
-        *,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str | int | None = None,
-        resource_version_match: str | None = None,
-        limit: int | None = None,
-        continue_token: str | None = None,
-        version: str | None = None,
-    ) -> ListOptions:
+    def of(cls, **args: Unpack[ListArgs]) -> ListOptions:
         """Options from Python values, validated as kube-apiserver validates them (400 otherwise)."""
-        selector = Selector.parse(label_selector, field_selector)
+        _known(args, ListArgs)
+        selector, revision = _selection(args)
+        limit = args.get("limit")
         if limit is not None and limit < 0:
             raise BadRequestError(f"invalid limit: {limit}: must be a non-negative integer")
-        revision = parse_revision(resource_version)
+        match = args.get("resource_version_match")
+        continue_token = args.get("continue_token")
         if continue_token:
             if revision is not None:
                 raise BadRequestError("specifying resource version is not allowed when using continue")
-            if resource_version_match:
+            if match:
                 raise BadRequestError("resourceVersionMatch is forbidden when using continue")
         return cls(
-            namespace=namespace or None,
+            namespace=args.get("namespace") or None,
             selector=selector,
             revision=revision,
-            exact=_exact(resource_version_match, revision),
+            exact=_exact(match, revision),
             limit=limit or 0,
             continue_token=continue_token or None,
-            version=version,
+            version=args.get("version"),
         )
 
     @classmethod
@@ -225,39 +266,31 @@ class WatchOptions:
     version: str | None = None
 
     @classmethod
-    def of(
-        cls,
-        *,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str | int | None = None,
-        resource_version_match: str | None = None,
-        send_initial_events: bool | None = None,
-        allow_bookmarks: bool = False,
-        version: str | None = None,
-    ) -> WatchOptions:
+    def of(cls, **args: Unpack[WatchArgs]) -> WatchOptions:
         """Options from Python values, validated as kube-apiserver validates them (400 otherwise)."""
-        selector = Selector.parse(label_selector, field_selector)
-        revision = parse_revision(resource_version)
+        _known(args, WatchArgs)
+        selector, revision = _selection(args)
+        match = args.get("resource_version_match")
+        send_initial_events = args.get("send_initial_events")
+        allow_bookmarks = bool(args.get("allow_bookmarks"))
         if send_initial_events is not None:
-            if resource_version_match != "NotOlderThan":
+            if match != "NotOlderThan":
                 raise BadRequestError("sendInitialEvents requires resourceVersionMatch=NotOlderThan")
             if send_initial_events and not allow_bookmarks:
                 raise BadRequestError("sendInitialEvents requires allowWatchBookmarks=true")
-        elif resource_version_match:
+        elif match:
             raise BadRequestError(
                 "resourceVersionMatch is forbidden for watch unless sendInitialEvents is set"
             )
         initial = (revision in (None, 0)) if send_initial_events is None else send_initial_events
         return cls(
-            namespace=namespace or None,
+            namespace=args.get("namespace") or None,
             selector=selector,
             revision=revision,
             initial=initial,
             initial_events_end=bool(send_initial_events),
             allow_bookmarks=allow_bookmarks,
-            version=version,
+            version=args.get("version"),
         )
 
     @classmethod

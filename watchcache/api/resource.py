@@ -8,8 +8,7 @@ writes go to etcd, one transaction each.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 
@@ -17,24 +16,22 @@ from ..cache.cacher import Cache
 from ..cache.settings import CacheStats
 from ..etcd.client import EtcdClient
 from .context import Context
-from .options import ListOptions, WatchOptions, parse_revision
+from .options import ListArgs, ListOptions, WatchArgs, WatchOptions, parse_revision
 from .pages import ListResult, Page
 from .reads import get_raw, list_page
 from .spec import ResourceSpec
 from .watch import Watch
-from .writes import Quota, Writes
+from .writes import Writes
 
 __all__ = ["Resource"]
 
 
-class Resource:
-    """Kubernetes-style LIST, GET, WATCH and writes for one resource (see the README)."""
+class Resource(Writes):
+    """Kubernetes-style LIST, GET, WATCH and writes for one resource (see the README): the writes
+    (create, update, patch, guaranteed_update, delete) are :class:`~.writes.Writes`'."""
 
     def __init__(self, spec: ResourceSpec, cache: Cache, etcd: EtcdClient) -> None:
-        self.spec = spec
-        self.cache = cache
-        self._ctx = Context(spec, cache, etcd)
-        self._writes = Writes(self._ctx)
+        super().__init__(Context(spec, cache, etcd))
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -107,36 +104,12 @@ class Resource:
         obj: dict[str, Any] = orjson.loads(raw)
         return obj
 
-    async def list(
-        self,
-        *,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str | int | None = None,
-        resource_version_match: str | None = None,
-        limit: int | None = None,
-        continue_token: str | None = None,
-        version: str | None = None,
-    ) -> ListResult:
-        """LIST as Kubernetes defines it, served from the cache.
-
-        resourceVersion unset: consistent (every write etcd acknowledged before the call is in).
-        ``0``: any cached state, at once. ``N``: a state at least as new as N (waits up to 3 s, then
-        504). ``resource_version_match="Exact"``: the state at exactly N. ``limit``/``continue``:
-        pages of one snapshot.
-        """
-        options = ListOptions.of(
-            namespace=namespace,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            resource_version=resource_version,
-            resource_version_match=resource_version_match,
-            limit=limit,
-            continue_token=continue_token,
-            version=version,
-        )
-        return (await self.list_page(options)).result()
+    async def list(self, **args: Unpack[ListArgs]) -> ListResult:
+        """LIST as Kubernetes defines it, served from the cache (see :class:`~.options.ListArgs` for the
+        arguments and :mod:`.reads` for what they mean): resourceVersion unset is consistent, ``0``
+        any cached state at once, ``N`` at least as new as N (504 after 3 s), ``Exact`` exactly N;
+        ``limit``/``continue_token`` page one snapshot."""
+        return (await self.list_page(ListOptions.of(**args))).result()
 
     async def list_page(self, options: ListOptions) -> Page:
         """:meth:`list` as a :class:`Page` of cached entries: what a front streams from."""
@@ -144,137 +117,15 @@ class Resource:
 
     # -- watch -------------------------------------------------------------------------------------
 
-    def watch(
-        self,
-        *,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str | int | None = None,
-        resource_version_match: str | None = None,
-        send_initial_events: bool | None = None,
-        allow_bookmarks: bool = False,
-        version: str | None = None,
-    ) -> Watch:
+    def watch(self, **args: Unpack[WatchArgs]) -> Watch:
         """A watch, started on first use: ``async for event in resource.watch(...)`` (see
-        :mod:`watchcache.api.watch` for where it starts and what it is sent)."""
-        return self.watch_with(
-            WatchOptions.of(
-                namespace=namespace,
-                label_selector=label_selector,
-                field_selector=field_selector,
-                resource_version=resource_version,
-                resource_version_match=resource_version_match,
-                send_initial_events=send_initial_events,
-                allow_bookmarks=allow_bookmarks,
-                version=version,
-            )
-        )
+        :class:`~.options.WatchArgs` for the arguments and :mod:`watchcache.api.watch` for where it
+        starts and what it is sent)."""
+        return self.watch_with(WatchOptions.of(**args))
 
     def watch_with(self, options: WatchOptions) -> Watch:
         """:meth:`watch` with options already parsed (a front's)."""
         return Watch(self._ctx, options)
-
-    # -- writes ------------------------------------------------------------------------------------
-
-    async def create(
-        self,
-        obj: dict[str, Any],
-        *,
-        namespace: str | None = None,
-        version: str | None = None,
-        quota: Quota | None = None,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Create ``obj`` (409 AlreadyExists if its name is taken); returns it as stored (a dry run:
-        as it would be stored, without a resourceVersion)."""
-        return await self._writes.create(
-            obj, namespace=namespace, version=version, quota=quota, dry_run=dry_run
-        )
-
-    async def update(
-        self,
-        obj: dict[str, Any],
-        *,
-        namespace: str | None = None,
-        name: str | None = None,
-        version: str | None = None,
-        quota: Quota | None = None,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Replace an existing object (404 if absent). A ``metadata.resourceVersion`` in ``obj``
-        must equal the current one (409 Conflict); ``uid`` and ``creationTimestamp`` are kept.
-        ``name``, when given (the request's URL names the object), must agree with the body's."""
-        return await self._writes.update(
-            obj, namespace=namespace, name=name, version=version, quota=quota, dry_run=dry_run
-        )
-
-    async def patch(
-        self,
-        name: str,
-        patch: object,
-        *,
-        patch_type: str,
-        namespace: str | None = None,
-        version: str | None = None,
-        quota: Quota | None = None,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Apply a merge patch or JSON patch (``patch_type``, the patch as parsed JSON) to the current
-        object, bounded as it applies (see :mod:`watchcache.api.patch`), and write the result."""
-        return await self._writes.patch(
-            name,
-            patch,
-            patch_type=patch_type,
-            namespace=namespace,
-            version=version,
-            quota=quota,
-            dry_run=dry_run,
-        )
-
-    async def guaranteed_update(
-        self,
-        name: str,
-        mutate: Callable[[dict[str, Any]], dict[str, Any]],
-        *,
-        namespace: str | None = None,
-        version: str | None = None,
-        resource_version: int | None = None,
-        quota: Quota | None = None,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Apply ``mutate`` to the current object and write the result with a precondition on the
-        revision it was computed from, retrying on conflicts — kube-apiserver's GuaranteedUpdate."""
-        return await self._writes.guaranteed_update(
-            name,
-            mutate,
-            namespace=namespace,
-            version=version,
-            resource_version=resource_version,
-            quota=quota,
-            dry_run=dry_run,
-        )
-
-    async def delete(
-        self,
-        name: str,
-        *,
-        namespace: str | None = None,
-        resource_version: str | int | None = None,
-        uid: str | None = None,
-        version: str | None = None,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Delete an object; returns it with the deletion's resourceVersion (a dry run: as it is).
-        ``resource_version`` and ``uid`` are preconditions (409 Conflict when they do not hold)."""
-        return await self._writes.delete(
-            name,
-            namespace=namespace,
-            resource_version=resource_version,
-            uid=uid,
-            version=version,
-            dry_run=dry_run,
-        )
 
     def __repr__(self) -> str:
         return f"<Resource {self.spec.qualified}>"

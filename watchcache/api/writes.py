@@ -62,9 +62,11 @@ def _now() -> str:
 
 
 class Writes:
-    """The writes of one resource (see the module docstring)."""
+    """The writes of one resource (see the module docstring); :class:`~.resource.Resource` adds its
+    reads and watches."""
 
     def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
         self.spec = ctx.spec
         self.cache = ctx.cache
         self._layout = ctx.layout

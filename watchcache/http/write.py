@@ -106,12 +106,15 @@ class Writes:
                 raise BadRequestError(f'invalid dryRun value {str(value)[:64]!r}: the only one is "All"')
         return bool(values)
 
-    async def create(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def _object(self, request: web.Request, target: Target) -> dict[str, Any]:
         body, _ = await self._body(request, target, (JSON,))
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
+        return body
+
+    async def create(self, request: web.Request, target: Target) -> web.StreamResponse:
         obj = await target.resource.create(
-            body,
+            await self._object(request, target),
             namespace=target.namespace,
             version=target.version,
             quota=target.admission,
@@ -120,11 +123,8 @@ class Writes:
         return json_response(obj, status=201)
 
     async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
-        body, _ = await self._body(request, target, (JSON,))
-        if not isinstance(body, dict):
-            raise BadRequestError("the request body must be a JSON object")
         obj = await target.resource.update(
-            body,
+            await self._object(request, target),
             namespace=target.namespace,
             name=target.name,
             version=target.version,

@@ -57,6 +57,7 @@ class Page:
     codec: Codec
 
     def item(self, entry: Entry) -> bytes:
+        assert entry.json is not None, "a page holds only objects served over REST"
         return self.codec.for_version(entry.json, self.api_version)
 
     def pieces(self, size: int) -> Iterator[Piece]:
@@ -65,7 +66,7 @@ class Page:
         total = 0
         for entry in self.entries:
             run.append(entry)
-            total += len(entry.json) + 1
+            total += entry.size + 1
             if total >= size:
                 yield Piece(self, run, total)
                 run, total = [], 0
@@ -120,7 +121,9 @@ def cut_page(snap: Snapshot, cut: Cut, *, prefix: bytes, codec: Codec, more_in_e
         entry = entries[i]
         i += 1
         last = entry
-        if selector.empty or selector.matches(entry.name, entry.namespace, entry.labels):
+        if entry.json is not None and (
+            selector.empty or selector.matches(entry.name, entry.namespace, entry.labels)
+        ):
             items.append(entry)
     more = i < stop or more_in_etcd
     token = None
@@ -128,7 +131,8 @@ def cut_page(snap: Snapshot, cut: Cut, *, prefix: bytes, codec: Codec, more_in_e
     if more and last is not None:
         token = encode_continue(snap.revision, last.key, prefix)
         if selector.empty and not more_in_etcd:
-            remaining = stop - i
+            left = entries[i:stop] if snap.unserved else ()
+            remaining = stop - i - sum(e.json is None for e in left)
     return Page(snap.revision, token, remaining, items, cut.api_version, codec)
 
 

@@ -161,6 +161,7 @@ class Watch:
         if type(item) is Leave:
             return self._shared(item.change, ChangeType.DELETED)
         if isinstance(item, Initial):
+            assert item.entry.json is not None, "a REST watch is sent only objects"
             raw = self._ctx.codec.for_version(item.entry.json, self._api_version)
             return WatchEvent("ADDED", raw, item.entry.revision)
         if isinstance(item, Bookmark):

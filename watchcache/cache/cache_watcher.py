@@ -58,13 +58,11 @@ Item = Change | Enter | Leave | Initial | Bookmark | WatchErrorItem
 
 
 def item_size(item: Item) -> int:
-    """About how many bytes ``item`` puts on the wire (its object's cached JSON)."""
-    if isinstance(item, Change):
-        return len(item.entry.json)
-    if isinstance(item, Initial):
-        return len(item.entry.json)
+    """About how many bytes ``item`` puts on the wire (its object's cached bytes)."""
+    if isinstance(item, Change | Initial):
+        return item.entry.size
     if isinstance(item, Enter | Leave):
-        return len(item.change.entry.json)
+        return item.change.entry.size
     return 128
 
 
@@ -86,6 +84,7 @@ class CacheWatcher:
         "allow_bookmarks",
         "capacity",
         "ended",
+        "key_range",
         "namespace",
         "next_bookmark",
         "selector",
@@ -100,15 +99,21 @@ class CacheWatcher:
         namespace: str | None,
         capacity: int,
         allow_bookmarks: bool,
+        key_range: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.selector = selector
         self.namespace = namespace
         self.capacity = capacity
         self.allow_bookmarks = allow_bookmarks
+        #: An etcd-protocol watcher's ``[start, end)`` (end b"": the one key): it is sent every
+        #: change of a key in range as it is, objects or not, with no selection. None: a REST
+        #: watcher, sent the objects its namespace and selector select.
+        self.key_range = key_range
         self.next_bookmark = 0.0
         self.ended = Ended.NOT
-        #: Selects every change it is offered (no selector; the dispatcher's index did the namespace).
-        self.simple = selector.empty
+        #: A REST watcher that takes every plain change it is offered as it is (no selector; the
+        #: dispatcher's index did the namespace).
+        self.simple = selector.empty and key_range is None
         #: Optional fast path: called with items to deliver them at once (e.g. written straight to a
         #: socket); returns False when it cannot take them now, and they are buffered instead.
         self.sink: Callable[[list[Item]], bool] | None = None
@@ -135,24 +140,38 @@ class CacheWatcher:
             if item is not None:
                 yield item
 
+    def _in_range(self, key: bytes) -> bool:
+        assert self.key_range is not None
+        start, end = self.key_range
+        return key == start if not end else start <= key < end
+
     def selects_entry(self, entry: Entry) -> bool:
-        return (self.namespace is None or entry.namespace == self.namespace) and (
-            self.selector.empty or self.selector.matches(entry.name, entry.namespace, entry.labels)
+        if self.key_range is not None:
+            return self._in_range(entry.key)
+        return self._selects(entry)
+
+    def _selects(self, entry: Entry) -> bool:
+        """A REST watcher's choice: an object of its namespace that its selector matches."""
+        return (
+            entry.json is not None
+            and (self.namespace is None or entry.namespace == self.namespace)
+            and (self.selector.empty or self.selector.matches(entry.name, entry.namespace, entry.labels))
         )
 
     def select(self, change: Change) -> Item | None:
-        """What this watcher is sent for ``change``, if anything (Kubernetes' selector transitions)."""
-        entry = change.entry
-        if self.namespace is not None and entry.namespace != self.namespace:
+        """What this watcher is sent for ``change``, if anything: for a REST watcher, Kubernetes'
+        selector transitions (an object that starts being selected is ADDED, one that stops DELETED)."""
+        if self.key_range is not None:
+            return change if self._in_range(change.entry.key) else None
+        if self.namespace is not None and change.entry.namespace != self.namespace:
             return None
-        selector = self.selector
-        if selector.empty:
+        if change.plain and self.selector.empty:
             return change
-        matches = selector.matches(entry.name, entry.namespace, entry.labels)
+        matches = self._selects(change.entry)
         if change.type is ChangeType.DELETED:
             return change if matches else None
         prev = change.prev
-        prev_matches = prev is not None and selector.matches(prev.name, prev.namespace, prev.labels)
+        prev_matches = prev is not None and self._selects(prev)
         if matches:
             if prev_matches or change.type is ChangeType.ADDED:
                 return change

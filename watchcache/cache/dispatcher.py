@@ -95,7 +95,7 @@ class Dispatcher:
                 if not group:
                     continue
                 for watcher in group:
-                    item = change if watcher.simple else watcher.select(change)
+                    item = change if watcher.simple and change.plain else watcher.select(change)
                     if item is not None:
                         items = pending.get(watcher)
                         if items is None:

@@ -29,7 +29,12 @@ _NO_LABELS: Mapping[str, str] = {}
 
 @dataclass(slots=True, eq=False)
 class Entry:
-    """One object at one revision (or, for a deletion, the object as it was deleted)."""
+    """One key at one revision (or, for a deletion, the key as it was deleted).
+
+    Every key under the resource's prefix has an entry, so that the etcd front can serve the range
+    exactly as etcd would; only those that are objects of the resource — a ``{namespace}/{name}``
+    key whose value is a JSON object — have :attr:`json` and are served over REST.
+    """
 
     key: bytes
     namespace: str
@@ -39,8 +44,14 @@ class Entry:
     """What etcd holds (value, create/mod revision, version, lease): what an etcd-protocol watcher needs."""
     revision: int
     """The object's resourceVersion: its mod_revision, or the deletion's revision for a tombstone."""
-    json: bytes
-    """The object's JSON with ``metadata.resourceVersion`` set, encoded with the primary apiVersion."""
+    json: bytes | None
+    """The object's JSON with ``metadata.resourceVersion`` set, encoded with the primary apiVersion;
+    None for a key that is not an object of the resource (not served over REST)."""
+
+    @property
+    def size(self) -> int:
+        """About how many bytes the entry is served as."""
+        return len(self.json) if self.json is not None else len(self.kv.value)
 
 
 class Codec:
@@ -53,19 +64,17 @@ class Codec:
         self._head = b'{"apiVersion":' + orjson.dumps(self.primary)
         self._heads = {v: b'{"apiVersion":' + orjson.dumps(v) for v in api_versions}
 
-    def decode(self, kv: KeyValue, namespace: str, name: str, *, revision: int | None = None) -> Entry | None:
-        """The entry for ``kv``, or None when the value is not a JSON object (it is then not served).
-
-        ``revision`` overrides the resourceVersion (a tombstone carries the deletion's revision).
-        """
+    def decode(self, kv: KeyValue, namespace: str, name: str) -> Entry:
+        """The entry of the object key ``kv``; without :attr:`Entry.json` when its value is not a
+        JSON object (it is then not served over REST)."""
         try:
             obj = orjson.loads(kv.value)
         except orjson.JSONDecodeError:
             obj = None
         if not isinstance(obj, dict):
-            log.warning("skipping %r: value is not a JSON object", kv.key)
-            return None
-        rev = kv.mod_revision if revision is None else revision
+            log.debug("%r: value is not a JSON object; not served over REST", kv.key)
+            return Entry(kv.key, namespace, name, _NO_LABELS, kv, kv.mod_revision, None)
+        rev = kv.mod_revision
         return Entry(
             key=kv.key,
             namespace=namespace,
@@ -75,6 +84,11 @@ class Codec:
             revision=rev,
             json=self.encode(obj, rev),
         )
+
+    @staticmethod
+    def raw(kv: KeyValue) -> Entry:
+        """The entry of a key under the resource's prefix that is not an object key (another shape)."""
+        return Entry(kv.key, "", "", _NO_LABELS, kv, kv.mod_revision, None)
 
     def tombstone(self, prev: Entry, revision: int) -> Entry:
         """The entry a deletion at ``revision`` leaves: the last state, with the deletion's revision
@@ -86,7 +100,7 @@ class Codec:
             labels=prev.labels,
             kv=KeyValue(prev.key, b"", 0, revision, 0, 0),
             revision=revision,
-            json=self.reencode(prev, revision),
+            json=self.reencode(prev, revision) if prev.json is not None else None,
         )
 
     def reencode(self, entry: Entry, revision: int) -> bytes:
@@ -127,10 +141,12 @@ def _entry_key(entry: Entry) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The objects of one resource at one revision, sorted by key: what paged lists are cut from."""
+    """The entries of one resource at one revision, sorted by key: what paged lists are cut from."""
 
     revision: int
     entries: list[Entry]
+    unserved: int = 0
+    """How many of the entries have no JSON (are not served over REST)."""
 
     def position(self, key: bytes) -> int:
         """Index of the first entry whose key is ``key`` or after it."""
@@ -144,6 +160,8 @@ class Store:
         self._items: Any = SortedDict()
         #: Sum of the stored values' sizes (what etcd holds), for quotas and metrics.
         self.value_bytes = 0
+        #: Entries without JSON (not served over REST).
+        self.unserved = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -156,13 +174,18 @@ class Store:
         """Store ``entry``; returns the entry it replaces."""
         prev: Entry | None = self._items.get(entry.key)
         self._items[entry.key] = entry
-        self.value_bytes += len(entry.kv.value) - (len(prev.kv.value) if prev is not None else 0)
+        self.value_bytes += len(entry.kv.value)
+        self.unserved += entry.json is None
+        if prev is not None:
+            self.value_bytes -= len(prev.kv.value)
+            self.unserved -= prev.json is None
         return prev
 
     def pop(self, key: bytes) -> Entry | None:
         entry: Entry | None = self._items.pop(key, None)
         if entry is not None:
             self.value_bytes -= len(entry.kv.value)
+            self.unserved -= entry.json is None
         return entry
 
     def values(self, start: bytes = b"", end: bytes = b"") -> Iterator[Entry]:
@@ -174,11 +197,12 @@ class Store:
             yield self._items[key]
 
     def snapshot(self, revision: int) -> Snapshot:
-        return Snapshot(revision, list(self._items.values()))
+        return Snapshot(revision, list(self._items.values()), self.unserved)
 
     def replace(self, entries: list[Entry]) -> None:
         self._items = SortedDict((e.key, e) for e in entries)
         self.value_bytes = sum(len(e.kv.value) for e in entries)
+        self.unserved = sum(e.json is None for e in entries)
 
     def copy_dict(self) -> dict[bytes, Entry]:
         return dict(self._items)

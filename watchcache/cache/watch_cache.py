@@ -38,13 +38,20 @@ class WatchCache:
         self.revision = 0
         self._snapshots: OrderedDict[int, tuple[Snapshot, float]] = OrderedDict()
 
+    def entry(self, kv: KeyValue) -> Entry | None:
+        """The entry of a key under the resource's prefix; None for other keys of the watched range
+        (the progress key, keys of other resources whose names extend this one's)."""
+        if not kv.key.startswith(self.layout.resource_prefix):
+            return None
+        parsed = self.layout.parse_key(kv.key)
+        if parsed is None:
+            return self.codec.raw(kv)
+        return self.codec.decode(kv, parsed[0], parsed[1])
+
     def decode(self, kvs: Iterable[KeyValue]) -> Iterator[Entry]:
-        """The entries of the keys that are objects of this resource (others are skipped)."""
+        """The entries of the keys under the resource's prefix."""
         for kv in kvs:
-            parsed = self.layout.parse_key(kv.key)
-            if parsed is None:
-                continue
-            entry = self.codec.decode(kv, parsed[0], parsed[1])
+            entry = self.entry(kv)
             if entry is not None:
                 yield entry
 
@@ -69,17 +76,15 @@ class WatchCache:
             if kv.mod_revision <= base:
                 continue  # already seen (never expected: the feed resumes from base + 1)
             self.stats.events_received += 1
-            parsed = self.layout.parse_key(kv.key)
-            if parsed is None:
+            if not kv.key.startswith(self.layout.resource_prefix):
                 continue  # the progress key, or a key of another resource sharing the range
             if event.type is EventType.PUT:
-                entry = self.codec.decode(kv, parsed[0], parsed[1])
-                if entry is not None:
-                    prev = self.store.put(entry)
-                    kind = ChangeType.ADDED if prev is None else ChangeType.MODIFIED
-                    changes.append(Change(kind, entry, prev))
-                    continue
-            # A deletion, or a value that is no longer an object: either way it leaves the cache.
+                entry = self.entry(kv)
+                assert entry is not None
+                prev = self.store.put(entry)
+                kind = ChangeType.ADDED if prev is None else ChangeType.MODIFIED
+                changes.append(Change(kind, entry, prev))
+                continue
             prev = self.store.pop(kv.key)
             if prev is not None:
                 changes.append(Change(ChangeType.DELETED, self.codec.tombstone(prev, kv.mod_revision), prev))

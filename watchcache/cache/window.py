@@ -31,10 +31,16 @@ class Change:
     """The new state; for a deletion the last state, with the deletion's resourceVersion."""
     prev: Entry | None
     """The state before this change (None for a creation): an etcd-protocol watcher's ``prev_kv``."""
+    plain: bool = field(init=False)
+    """Both states are objects served over REST: a REST watcher without a selector takes the change
+    as it is."""
     memo: dict[Hashable, Any] = field(default_factory=dict)
     """What the layers above make of this change once and share among every watcher that needs it
     (the API layer's event per type and version, a front's encodings of it)."""
     _leave: bytes | None = None
+
+    def __post_init__(self) -> None:
+        self.plain = self.entry.json is not None and (self.prev is None or self.prev.json is not None)
 
     @property
     def revision(self) -> int:
@@ -51,6 +57,7 @@ class Change:
                 assert self.prev is not None, "only an update can leave a selector"
                 self._leave = codec.reencode(self.prev, self.revision)
             return self._leave
+        assert self.entry.json is not None, "only objects served over REST have JSON"
         return self.entry.json
 
 

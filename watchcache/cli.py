@@ -20,6 +20,7 @@ from .config import load_config
 from .demo import run_demo
 from .errors import ConfigError
 from .etcd.types import EtcdTLS
+from .etcdserver.server import EtcdFrontSettings
 from .http.connections import ConnectionSettings
 from .http.settings import ServerSettings
 from .logs import configure_logging
@@ -136,6 +137,23 @@ def _parser() -> argparse.ArgumentParser:
         help="connections without an authenticated request yet; past it the oldest is closed "
         f"(default: {ConnectionSettings.max_unauthenticated})",
     )
+    front = serve.add_argument_group("etcd v3 API")
+    front.add_argument(
+        "--etcd-listen-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve the etcd v3 gRPC API on this port (0: any free one), with the same bind address "
+        "and TLS, so that an aggregated API server can use watchcache as its etcd",
+    )
+    front.add_argument(
+        "--etcd-progress-notify-interval",
+        type=float,
+        default=EtcdFrontSettings.progress_interval,
+        metavar="SECONDS",
+        help="seconds between progress notifications to an idle etcd watch that asked for them "
+        f"(default: {EtcdFrontSettings.progress_interval:g})",
+    )
     cache = serve.add_argument_group("cache")
     cache.add_argument(
         "--default-watch-cache-size",
@@ -178,8 +196,9 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
     servers = tuple(s.strip() for s in args.etcd_servers.split(",") if s.strip())
     if bool(servers) == bool(args.embedded_etcd):
         raise ConfigError("give exactly one of --etcd-servers and --embedded-etcd")
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port} is not a port number")
+    for flag, port in (("--port", args.port), ("--etcd-listen-port", args.etcd_listen_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise ConfigError(f"{flag} {port} is not a port number")
     for flag in (
         "max_request_body_bytes",
         "default_watch_cache_size",
@@ -220,6 +239,10 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
         ),
         cache=CacheSettings(window_events=args.default_watch_cache_size, watcher_buffer=args.watcher_buffer),
         request_timeout=args.etcd_request_timeout,
+        etcd_listen_port=args.etcd_listen_port,
+        etcd_front=EtcdFrontSettings(
+            progress_interval=args.etcd_progress_notify_interval, write_timeout=args.write_timeout
+        ),
     )
 
 

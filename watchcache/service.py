@@ -19,9 +19,11 @@ from .config import Config
 from .errors import ConfigError
 from .etcd.process import EmbeddedEtcd
 from .etcd.types import EtcdTLS
+from .etcdserver.server import EtcdFront, EtcdFrontSettings, EtcdFrontTLS
 from .http.server import APIServer
 from .http.settings import ServerSettings
 from .tenancy.auth import Authenticator, load_token_file
+from .tenancy.limits import admissions
 
 __all__ = ["Service", "ServiceOptions"]
 
@@ -56,6 +58,10 @@ class ServiceOptions:
     """kube-apiserver's token CSV (``token,user,uid,"groups"``); the user is the tenant name."""
     server: ServerSettings = field(default_factory=ServerSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    etcd_listen_port: int | None = None
+    """Serve the etcd v3 API on this port too (0: any free port; None: not at all), with the same
+    bind address and TLS."""
+    etcd_front: EtcdFrontSettings = field(default_factory=EtcdFrontSettings)
     request_timeout: float = 5.0
     """Deadline of each etcd request, in seconds."""
 
@@ -68,8 +74,11 @@ class Service:
         self.etcd: EmbeddedEtcd | None = None
         self.storage: Storage | None = None
         self.api: APIServer | None = None
+        self.etcd_front: EtcdFront | None = None
         #: The URL the service answers on, once started.
         self.url = ""
+        #: Where the etcd front answers (``host:port``), once started with one.
+        self.etcd_endpoint = ""
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -97,16 +106,35 @@ class Service:
                     request_timeout=opts.request_timeout,
                 )
             )
+            resources = [self.storage.resource(spec) for spec in opts.config.resources]
+            limits = admissions(authenticator, resources)
             self.api = APIServer(
                 storage=self.storage,
                 resources=opts.config.resources,
                 settings=opts.server,
                 authenticator=authenticator,
+                admissions=limits,
             )
             stack.push_async_callback(self.api.close)
+            if opts.etcd_listen_port is not None:
+                self.etcd_front = EtcdFront(
+                    storage=self.storage,
+                    authenticator=authenticator,
+                    admissions=limits,
+                    settings=opts.etcd_front,
+                )
+                stack.push_async_callback(self.etcd_front.close)
             stack.push_async_callback(self.storage.stop_caches)
             stack.push_async_callback(self.api.stop_accepting)
             host, port = await self.api.listen(opts.bind_address, opts.port, ssl_context)
+            if self.etcd_front is not None:
+                assert opts.etcd_listen_port is not None
+                front_host, front_port = await self.etcd_front.listen(
+                    opts.bind_address, opts.etcd_listen_port, self._etcd_front_tls()
+                )
+                self.etcd_endpoint = (
+                    f"[{front_host}]:{front_port}" if ":" in front_host else f"{front_host}:{front_port}"
+                )
         except BaseException:
             await self.stop()
             raise
@@ -114,8 +142,20 @@ class Service:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"{scheme}://{shown}:{port}"
         log.info("serving on %s", self.url)
+        if self.etcd_endpoint:
+            log.info("serving the etcd v3 API on %s", self.etcd_endpoint)
         if authenticator is None:
             log.warning("no tenants configured: authentication is OFF; use only on loopback")
+
+    def _etcd_front_tls(self) -> EtcdFrontTLS | None:
+        opts = self.options
+        if not opts.tls_cert_file or not opts.tls_private_key_file:
+            return None
+        return EtcdFrontTLS(
+            cert_file=opts.tls_cert_file,
+            key_file=opts.tls_private_key_file,
+            client_ca_file=opts.client_ca_file,
+        )
 
     def _authenticator(self) -> Authenticator | None:
         tenants = self.options.config.tenants

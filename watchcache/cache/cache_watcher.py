@@ -81,7 +81,9 @@ class CacheWatcher:
         "_initial",
         "_initial_end",
         "_wakeup",
+        "after",
         "allow_bookmarks",
+        "bookmark_interval",
         "capacity",
         "ended",
         "key_range",
@@ -100,15 +102,21 @@ class CacheWatcher:
         capacity: int,
         allow_bookmarks: bool,
         key_range: tuple[bytes, bytes] | None = None,
+        bookmark_interval: float = 60.0,
     ) -> None:
         self.selector = selector
         self.namespace = namespace
         self.capacity = capacity
         self.allow_bookmarks = allow_bookmarks
+        #: Seconds between bookmarks when idle (with ``allow_bookmarks``).
+        self.bookmark_interval = bookmark_interval
         #: An etcd-protocol watcher's ``[start, end)`` (end b"": the one key): it is sent every
         #: change of a key in range as it is, objects or not, with no selection. None: a REST
         #: watcher, sent the objects its namespace and selector select.
         self.key_range = key_range
+        #: An etcd-protocol watcher is sent only changes after this revision (its start may lie
+        #: ahead of the cache).
+        self.after = 0
         self.next_bookmark = 0.0
         self.ended = Ended.NOT
         #: A REST watcher that takes every plain change it is offered as it is (no selector; the
@@ -162,7 +170,7 @@ class CacheWatcher:
         """What this watcher is sent for ``change``, if anything: for a REST watcher, Kubernetes'
         selector transitions (an object that starts being selected is ADDED, one that stops DELETED)."""
         if self.key_range is not None:
-            return change if self._in_range(change.entry.key) else None
+            return change if change.revision > self.after and self._in_range(change.entry.key) else None
         if self.namespace is not None and change.entry.namespace != self.namespace:
             return None
         if change.plain and self.selector.empty:

@@ -151,6 +151,17 @@ class Cache:
     def snapshot(self) -> Snapshot:
         return self.state.snapshot()
 
+    def range_at(
+        self, start: bytes, end: bytes, *, revision: int, limit: int = 0
+    ) -> tuple[list[Entry], int] | None:
+        """Entries with ``start <= key < end`` (the one key ``start`` when ``end`` is b"") at
+        ``revision`` (0: the cache's own), at most ``limit`` (0: all), and how many in all; None when
+        the cache cannot know that revision (older than its window)."""
+        if revision in (0, self.state.revision):
+            return self.state.store.range(start, end, limit)
+        snap = self.state.state_at(revision)
+        return None if snap is None else snap.range(start, end, limit)
+
     def state_at(self, revision: int) -> Snapshot | None:
         return self.state.state_at(revision)
 
@@ -180,12 +191,16 @@ class Cache:
         since: int | None,
         allow_bookmarks: bool,
         initial_end_bookmark: bool = False,
+        key_range: tuple[bytes, bytes] | None = None,
+        bookmark_interval: float | None = None,
     ) -> CacheWatcher:
         """Register a watcher now.
 
         ``since=None``: the watcher first gets the current state as ADDED events (then, if asked, the
         ``initial-events-end`` bookmark). ``since=N``: it gets every change after N; N older than the
         window raises :class:`ExpiredError`. The caller has made sure the cache is at or past N.
+        ``key_range``: an etcd-protocol watcher of ``[start, end)`` (see :class:`CacheWatcher`);
+        ``bookmark_interval``: its own, instead of the settings'.
         """
         self.readiness.check_running()
         self.dispatcher.flush()  # the new watcher's backlog must not overlap what is still to be offered
@@ -194,6 +209,8 @@ class Cache:
             namespace=namespace,
             capacity=self.settings.watcher_buffer,
             allow_bookmarks=allow_bookmarks,
+            key_range=key_range,
+            bookmark_interval=bookmark_interval or self.settings.bookmark_interval,
         )
         if since is None:
             start, end = self.layout.list_range(namespace) if namespace else (b"", b"")
@@ -203,7 +220,8 @@ class Cache:
                 watcher.initial_state(iter(entries)), end_mark if initial_end_bookmark else None
             )
         else:
-            watcher.set_backlog(watcher.replay(self.state.changes_since(since)))
+            watcher.after = since
+            watcher.set_backlog(watcher.replay(self.state.changes_since(min(since, self.revision))))
         self.dispatcher.register(watcher)
         return watcher
 

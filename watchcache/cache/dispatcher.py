@@ -118,7 +118,7 @@ class Dispatcher:
             self._all_namespaces[watcher] = None
         else:
             self._by_namespace.setdefault(watcher.namespace, {})[watcher] = None
-        interval = self._settings.bookmark_interval
+        interval = watcher.bookmark_interval
         watcher.next_bookmark = asyncio.get_running_loop().time() + interval * (0.9 + 0.1 * random.random())
 
     def unregister(self, watcher: CacheWatcher) -> None:
@@ -151,7 +151,7 @@ class Dispatcher:
             now = loop.time()
             for watcher in list(self._watchers):
                 if watcher.allow_bookmarks and now >= watcher.next_bookmark:
-                    watcher.next_bookmark = now + interval
+                    watcher.next_bookmark = now + watcher.bookmark_interval
                     # Every change up to the revision has been offered to the watcher, in order.
                     if watcher.idle and not watcher.offer([Bookmark(revision())]):
                         self.unregister(watcher)

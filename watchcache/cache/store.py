@@ -152,6 +152,15 @@ class Snapshot:
         """Index of the first entry whose key is ``key`` or after it."""
         return bisect.bisect_left(self.entries, key, key=_entry_key)
 
+    def range(self, start: bytes, end: bytes, limit: int = 0) -> tuple[list[Entry], int]:
+        """As :meth:`Store.range`, at the snapshot's revision."""
+        first = self.position(start)
+        stop = self.position(end if end else start + b"\0")
+        count = max(0, stop - first)
+        if limit:
+            stop = min(stop, first + limit)
+        return self.entries[first:stop], count
+
 
 class Store:
     """The current objects of one resource, by key, in key order (the order lists are served in)."""
@@ -195,6 +204,19 @@ class Store:
             return
         for key in self._items.irange(start or None, end or None, inclusive=(True, False)):
             yield self._items[key]
+
+    def range(self, start: bytes, end: bytes, limit: int = 0) -> tuple[list[Entry], int]:
+        """Entries with ``start <= key < end`` (the one key ``start`` when ``end`` is b""), at most
+        ``limit`` of them (0: all), and how many there are in all."""
+        items = self._items
+        if not end:
+            entry = items.get(start)
+            return ([entry] if entry is not None else []), int(entry is not None)
+        first, stop = items.bisect_left(start), items.bisect_left(end)
+        count = max(0, stop - first)
+        if limit:
+            stop = min(stop, first + limit)
+        return list(items.values()[first:stop]), count
 
     def snapshot(self, revision: int) -> Snapshot:
         return Snapshot(revision, list(self._items.values()), self.unserved)

@@ -87,6 +87,7 @@ class EtcdClient:
         self._kv: Any = None
         self._watch: Any = None
         self._maintenance: Any = None
+        self._lease: Any = None
         #: False while etcd cannot serve linearizable requests (unreachable, or no quorum), as judged
         #: by :meth:`probe`; any successful request sets it back.
         self.healthy = True
@@ -119,6 +120,7 @@ class EtcdClient:
         self._kv = rpc.KVStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
         self._maintenance = rpc.MaintenanceStub(self._channel)
+        self._lease = rpc.LeaseStub(self._channel)
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
@@ -153,6 +155,25 @@ class EtcdClient:
             raise translate(err, what) from err
         self.healthy = True
         return response
+
+    # -- the etcd front's calls, as they are ----------------------------------------------------------
+
+    def _service(self, service: str) -> Any:
+        stubs = {"KV": self._kv, "Lease": self._lease, "Maintenance": self._maintenance, "Watch": self._watch}
+        return self._stub(stubs[service])
+
+    async def forward(self, service: str, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        """One etcd call passed on as it is, for the etcd front: ``request`` and the answer are
+        etcd's own protobufs, and a failure raises ``grpc.aio.AioRpcError`` unchanged (its code and
+        message are etcd's, which etcd's clients match on)."""
+        call = getattr(self._service(service), method)
+        response = await call(request, timeout=self.request_timeout if timeout is None else timeout)
+        self.healthy = True
+        return response
+
+    def forward_stream(self, service: str, method: str, *, metadata: tuple[tuple[str, str], ...] = ()) -> Any:
+        """A bidirectional etcd stream (Watch, LeaseKeepAlive) for the etcd front, as it is."""
+        return getattr(self._service(service), method)(metadata=metadata)
 
     async def probe(self, key: bytes, timeout: float) -> bool:
         """One linearizable read of ``key`` within ``timeout``: whether etcd can serve requests."""

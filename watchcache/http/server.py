@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..tenancy.auth import Authenticator, Tenant
 from ..tenancy.limits import Admission
+from ..tenancy.limits import admissions as make_admissions
 from .connections import ConnectionGuard, GuardedSite, TooManyConnectionsError
 from .documents import Documents
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -63,7 +64,9 @@ class APIServer:
         resources: Sequence[ResourceSpec],
         settings: ServerSettings | None = None,
         authenticator: Authenticator | None = None,
+        admissions: Mapping[str, Admission] | None = None,
     ) -> None:
+        """``admissions``: each tenant's limits, when shared with another front (else made here)."""
         self.storage = storage
         #: None: no tenants are configured and authentication is off.
         self.authenticator = authenticator
@@ -73,12 +76,9 @@ class APIServer:
         self._resources: dict[tuple[str, str], Resource] = {
             (spec.group, spec.resource): storage.resource(spec) for spec in self.specs
         }
-        self._admission: dict[str, Admission] = {}
-        if authenticator is not None:
-            for tenant in authenticator.tenants.values():
-                writable = [r for r in self._resources.values() if r.spec.group in tenant.groups]
-                limits = authenticator.limits[tenant.name]
-                self._admission[tenant.name] = Admission(tenant.name, limits, writable)
+        if admissions is None:
+            admissions = make_admissions(authenticator, list(self._resources.values()))
+        self._admission = admissions
         self.connections = ConnectionGuard(self.settings.connections)
         self._out = Responder(self.settings.write_timeout)
         self._documents = Documents(self.specs, self._caller)

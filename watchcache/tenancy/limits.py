@@ -27,9 +27,10 @@ from typing import Any
 from ..api.patch import json_depth
 from ..api.resource import Resource
 from ..errors import BadRequestError, ForbiddenError, RequestEntityTooLargeError, TooManyRequestsError
+from .auth import Authenticator
 from .config import TenantLimits
 
-__all__ = ["Admission", "ByteBudget"]
+__all__ = ["Admission", "ByteBudget", "admissions"]
 
 
 class ByteBudget:
@@ -238,3 +239,14 @@ class Admission:
         finally:
             self._reserved_objects -= held_objects
             self._reserved_bytes -= held_bytes
+
+
+def admissions(authenticator: Authenticator | None, resources: Sequence[Resource]) -> dict[str, Admission]:
+    """Each tenant's limits, shared by every front (empty with authentication off)."""
+    if authenticator is None:
+        return {}
+    result = {}
+    for tenant in authenticator.tenants.values():
+        writable = [r for r in resources if r.spec.group in tenant.groups]
+        result[tenant.name] = Admission(tenant.name, authenticator.limits[tenant.name], writable)
+    return result

@@ -1,0 +1,473 @@
+"""The etcd v3 front against a real etcd: etcd's own answers, from the caches, within a tenant's keyspace.
+
+Each test starts watchcache with ``--etcd-listen-port`` over the session etcd (its own key prefix) and
+two tenants, and talks raw etcd protobufs to it (tests/support/etcdv3.py) — beside a direct client of
+the same etcd, so that what the front answers is compared with what etcd itself answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import grpc
+import orjson
+import pytest
+import yaml
+from aetcd.rpc import rpc_pb2
+from etcd_helpers import host_port, wait_until
+from support.etcdv3 import EtcdV3, RpcFailed, prefix_end
+
+from watchcache.config import parse_config
+from watchcache.service import Service, ServiceOptions
+
+pytestmark = pytest.mark.etcd
+
+TOKENS = {"wardle": "wardle-token", "acme": "acme-token"}
+
+
+def config() -> str:
+    resources = [
+        {"group": "wardle.example.com", "versions": ["v1alpha1"], "resource": "flunders", "kind": "Flunder"},
+        {"group": "acme.example.com", "versions": ["v1"], "resource": "widgets", "kind": "Widget"},
+        {"group": "shared.example.com", "versions": ["v1"], "resource": "gadgets", "kind": "Gadget"},
+    ]
+    tenants = [
+        {
+            "name": "wardle",
+            "groups": ["wardle.example.com"],
+            "readGroups": ["shared.example.com"],
+            "tokens": [TOKENS["wardle"]],
+        },
+        {"name": "acme", "groups": ["acme.example.com", "shared.example.com"], "tokens": [TOKENS["acme"]]},
+    ]
+    return yaml.safe_dump({"resources": resources, "tenants": tenants})
+
+
+@asynccontextmanager
+async def front(endpoints: list[str], prefix: str, **options: Any) -> AsyncIterator[Service]:
+    opts = ServiceOptions(
+        config=parse_config(config()),
+        etcd_servers=tuple(endpoints),
+        etcd_prefix=prefix,
+        port=0,
+        etcd_listen_port=0,
+        **options,
+    )
+    async with Service(opts) as svc:
+        assert svc.storage is not None
+        await svc.storage.wait_ready(10)
+        yield svc
+
+
+@asynccontextmanager
+async def tenant(svc: Service, name: str) -> AsyncIterator[EtcdV3]:
+    async with EtcdV3(svc.etcd_endpoint) as anonymous:
+        token = await anonymous.authenticate(name, TOKENS[name])
+    async with EtcdV3(svc.etcd_endpoint, token=token) as client:
+        yield client
+
+
+@pytest.fixture
+async def svc(etcd_endpoints: list[str], prefix: str) -> AsyncIterator[Service]:
+    async with front(etcd_endpoints, prefix) as service:
+        yield service
+
+
+@pytest.fixture
+async def wardle(svc: Service) -> AsyncIterator[EtcdV3]:
+    async with tenant(svc, "wardle") as client:
+        yield client
+
+
+@pytest.fixture
+async def acme(svc: Service) -> AsyncIterator[EtcdV3]:
+    async with tenant(svc, "acme") as client:
+        yield client
+
+
+@pytest.fixture
+async def direct(etcd_endpoints: list[str]) -> AsyncIterator[EtcdV3]:
+    host, port = host_port(etcd_endpoints[0])
+    async with EtcdV3(f"{host}:{port}") as client:
+        yield client
+
+
+def flunder(prefix: str, name: str, namespace: str = "default") -> bytes:
+    return f"{prefix}/wardle.example.com/flunders/{namespace}/{name}".encode()
+
+
+def value(name: str, **spec: Any) -> bytes:
+    return orjson.dumps({"metadata": {"name": name, "namespace": "default"}, "spec": spec})
+
+
+def kvs(answer: Any) -> list[tuple[bytes, bytes, int, int, int, int]]:
+    return [
+        (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease) for kv in answer.kvs
+    ]
+
+
+def put_op(key: bytes, val: bytes) -> Any:
+    return rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=val))
+
+
+def get_op(key: bytes) -> Any:
+    return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))
+
+
+def mod_is(key: bytes, revision: int) -> Any:
+    return rpc_pb2.Compare(
+        result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.MOD, key=key, mod_revision=revision
+    )
+
+
+# -- ranges: etcd's answers, from the cache ----------------------------------------------------------------
+
+
+async def test_ranges_from_the_cache_are_etcds_answers(
+    svc: Service, wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """Single keys, prefixes, pages (limit, more, count over the whole range), count-only,
+    keys-only and past revisions: the front's answers are etcd's, field by field."""
+    for i in range(7):
+        await direct.put(flunder(prefix, f"f{i}"), value(f"f{i}", n=i))
+    await direct.put(flunder(prefix, "f3"), value("f3", n=33))
+    revision = (await direct.delete(flunder(prefix, "f5"))).header.revision
+    await direct.put(flunder(prefix, "f6"), b"not json at all")
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    cases = [
+        {"key": flunder(prefix, "f3")},
+        {"key": flunder(prefix, "absent")},
+        {"key": start, "range_end": prefix_end(start)},
+        {"key": start, "range_end": prefix_end(start), "limit": 2},
+        {"key": flunder(prefix, "f2"), "range_end": prefix_end(start), "limit": 3},
+        {"key": start, "range_end": prefix_end(start), "count_only": True},
+        {"key": start, "range_end": prefix_end(start), "keys_only": True, "limit": 4},
+        {"key": start, "range_end": prefix_end(start), "revision": revision - 1},
+        {"key": start, "range_end": prefix_end(start), "serializable": True},
+    ]
+    assert svc.etcd_front is not None
+    forwarded = svc.etcd_front.front.forwarded
+    for case in cases:
+        passed = forwarded["KV.Range"]
+        ours = await wardle.call("KV", "Range", rpc_pb2.RangeRequest(**case))
+        assert forwarded["KV.Range"] == passed, f"{case} was not answered from the cache"
+        theirs = await direct.call("KV", "Range", rpc_pb2.RangeRequest(**case))
+        assert kvs(ours) == kvs(theirs), case
+        assert (ours.more, ours.count) == (theirs.more, theirs.count), case
+        assert (
+            ours.header.revision >= theirs.header.revision - 1
+            and ours.header.cluster_id == theirs.header.cluster_id
+        )
+    future = (await direct.range(b"\0", count_only=True)).header.revision + 100
+    with pytest.raises(RpcFailed) as refused:
+        await wardle.range(start, prefix_end(start), revision=future)
+    assert refused.value == RpcFailed(
+        grpc.StatusCode.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision"
+    )
+
+
+async def test_a_consistent_range_sees_every_earlier_write(
+    wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """A linearizable range (revision 0) through the front contains a write made straight to etcd
+    just before it, and its header revision is at least that write's."""
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    for i in range(20):
+        written = await direct.put(flunder(prefix, f"c{i}"), value(f"c{i}"))
+        answer = await wardle.range(start, prefix_end(start))
+        assert flunder(prefix, f"c{i}") in [kv.key for kv in answer.kvs]
+        assert answer.header.revision >= written.header.revision
+
+
+async def test_progress_keys_are_never_seen(svc: Service, wardle: EtcdV3, prefix: str) -> None:
+    """The caches' progress keys (``{prefix}/{group}/{resource}``) exist after a consistent read, but
+    a range of that exact key (kube-apiserver's GetCurrentResourceVersion), a range over the whole
+    group, or a watch of the group never shows one."""
+    resource = f"{prefix}/wardle.example.com/flunders".encode()
+    group = f"{prefix}/wardle.example.com/".encode()
+    async with wardle.watch_stream() as stream:
+        await stream.create(group, prefix_end(group))
+        assert (await stream.read()).created
+        await wardle.put(flunder(prefix, "p"), value("p"))
+        assert svc.storage is not None
+        flunders = svc.storage.resources[0]
+        await flunders.cache.sync()  # a consistent read that writes the progress key
+        writes = flunders.stats.progress_writes
+        await wardle.put(resource + b"/default/q", value("q"))
+        events = await stream.events(2)
+        assert [e.kv.key for e in events] == [flunder(prefix, "p"), resource + b"/default/q"]
+    exact = await wardle.range(resource, limit=1)
+    assert exact.kvs == [] and exact.count == 0 and exact.header.revision > 0
+    whole = await wardle.range(group, prefix_end(group))
+    assert [kv.key for kv in whole.kvs] == [flunder(prefix, "p"), resource + b"/default/q"]
+    assert whole.count == 2
+    assert writes >= 0
+
+
+# -- writes: k8s.io/apiserver's transactions ---------------------------------------------------------------
+
+
+async def test_apiserver_transactions_answer_as_etcd(wardle: EtcdV3, direct: EtcdV3, prefix: str) -> None:
+    """Create (``ModRevision==0 ? Put``), GuaranteedUpdate and delete (``ModRevision==rev ? Put|Delete :
+    Get``): success and failure give etcd's layout — no responses for a failed create, the current
+    KeyValue in ``responses[0]`` for a failed update or delete."""
+    key = flunder(prefix, "t")
+    create = await wardle.txn([mod_is(key, 0)], [put_op(key, value("t"))], [])
+    assert create.succeeded and len(create.responses) == 1
+    again = await wardle.txn([mod_is(key, 0)], [put_op(key, value("t"))], [])
+    assert not again.succeeded and list(again.responses) == []
+    rev = create.header.revision
+    stale = await wardle.txn([mod_is(key, rev - 1)], [put_op(key, value("t", n=2))], [get_op(key)])
+    assert not stale.succeeded
+    assert [kv.mod_revision for kv in stale.responses[0].response_range.kvs] == [rev]
+    update = await wardle.txn([mod_is(key, rev)], [put_op(key, value("t", n=2))], [get_op(key)])
+    assert update.succeeded
+    delete = rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=key))
+    gone = await wardle.txn([mod_is(key, update.header.revision)], [delete], [get_op(key)])
+    assert gone.succeeded and gone.responses[0].response_delete_range.deleted == 1
+    assert (await direct.range(key)).kvs == []
+
+
+async def test_compact_rev_key_is_each_tenants_own_and_compact_does_nothing(
+    wardle: EtcdV3, acme: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """The compactor's root-level ``compact_rev_key`` is a private key per tenant (each with its own
+    version clock); Compact is accepted and compacts nothing in the shared etcd."""
+    key = b"compact_rev_key"
+
+    def version_is(v: int) -> Any:
+        return rpc_pb2.Compare(
+            result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.VERSION, key=key, version=v
+        )
+
+    first = await wardle.txn([version_is(0)], [put_op(key, b"5")], [get_op(key)])
+    assert first.succeeded
+    stale = await wardle.txn([version_is(0)], [put_op(key, b"6")], [get_op(key)])
+    assert not stale.succeeded
+    kv = stale.responses[0].response_range.kvs[0]
+    assert (kv.key, kv.value, kv.version) == (key, b"5", 1)
+    theirs = await acme.txn([version_is(0)], [put_op(key, b"9")], [get_op(key)])
+    assert theirs.succeeded  # acme's clock is its own
+    assert (await direct.range(key)).kvs == []  # the real root key is untouched
+    before = (await direct.range(b"\0", count_only=True)).header.revision
+    await wardle.call("KV", "Compact", rpc_pb2.CompactionRequest(revision=before))
+    old = await direct.range(flunder(prefix, "none"), revision=2)
+    assert old.header.revision >= before  # revision 2 is still readable: nothing was compacted
+
+
+# -- tenancy -------------------------------------------------------------------------------------------------
+
+
+async def test_a_tenant_reaches_nothing_outside_its_keyspace(
+    wardle: EtcdV3, acme: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """Every way out is PermissionDenied (and writes nothing): another tenant's group, a range whose end
+    passes its prefix, a "from key" (``\\0``) end, the ``\\0`` key, a compare or an operation of a
+    transaction, a nested transaction, a watch; a read-only group reads but never writes."""
+    denied = RpcFailed(grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")
+    mine = f"{prefix}/wardle.example.com/".encode()
+    theirs = f"{prefix}/acme.example.com/widgets/default/w".encode()
+    shared = f"{prefix}/shared.example.com/gadgets/default/g".encode()
+    await acme.put(theirs, value("w"))
+    await acme.put(shared, value("g"))
+    before = await direct.range(b"\0", b"\0", keys_only=True)
+    attempts = [
+        wardle.range(theirs),
+        wardle.range(mine, prefix_end(mine) + b"x"),
+        wardle.range(mine, b"\0"),
+        wardle.range(b"\0", b"\0"),
+        wardle.range(f"{prefix}/".encode(), prefix_end(f"{prefix}/".encode())),
+        wardle.put(theirs, b"x"),
+        wardle.put(shared, b"x"),
+        wardle.delete(mine, b"\0"),
+        wardle.txn([mod_is(theirs, 0)], [], []),
+        wardle.txn([], [put_op(theirs, b"x")], []),
+        wardle.txn([], [], [put_op(shared, b"x")]),
+        wardle.txn(
+            [],
+            [rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(success=[put_op(theirs, b"x")]))],
+            [],
+        ),
+    ]
+    for attempt in attempts:
+        with pytest.raises(RpcFailed) as refused:
+            await attempt
+        assert refused.value == denied
+    assert [kv.key for kv in (await wardle.range(shared)).kvs] == [shared]  # read-only: readable
+    async with wardle.watch_stream() as stream:
+        await stream.create(theirs)
+        answer = await stream.read()
+        assert answer.created and answer.canceled and answer.watch_id == -1
+        assert "permission denied" in answer.cancel_reason
+    assert await direct.range(b"\0", b"\0", keys_only=True) == before
+
+
+async def test_credentials(svc: Service) -> None:
+    """Auth.Authenticate takes a tenant's name and one of its tokens; a wrong one, no token, or a
+    token it never gave are etcd's errors."""
+    async with EtcdV3(svc.etcd_endpoint) as anonymous:
+        with pytest.raises(RpcFailed) as wrong:
+            await anonymous.authenticate("wardle", TOKENS["acme"])
+        assert wrong.value == RpcFailed(
+            grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: authentication failed, invalid user ID or password"
+        )
+        with pytest.raises(RpcFailed) as nobody:
+            await anonymous.range(b"/x")
+        assert nobody.value == RpcFailed(grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: user name is empty")
+    async with EtcdV3(svc.etcd_endpoint, token="made.up") as forged:
+        with pytest.raises(RpcFailed) as invalid:
+            await forged.range(b"/x")
+        assert invalid.value == RpcFailed(grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
+
+
+# -- watches ------------------------------------------------------------------------------------------------
+
+
+async def test_watch_from_a_revision_with_prev_kv_is_etcds_watch(
+    wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """kube-apiserver's watch (prefix, start revision = list revision + 1, prev_kv, progress_notify):
+    the front's events are etcd's, field by field — prev_kv on updates and deletes, none on creates,
+    a delete's kv holding only its key and revision."""
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    base = (await direct.put(flunder(prefix, "w0"), value("w0"))).header.revision
+    await direct.put(flunder(prefix, "w1"), value("w1"))
+    await direct.put(flunder(prefix, "w0"), value("w0", n=2))
+    await direct.delete(flunder(prefix, "w1"))
+
+    async def events_of(client: EtcdV3) -> list[Any]:
+        async with client.watch_stream() as stream:
+            await stream.create(
+                start, prefix_end(start), start_revision=base, prev_kv=True, progress_notify=True
+            )
+            created = await stream.read()
+            assert created.created and not created.canceled
+            return await stream.events(4)
+
+    ours, theirs = await events_of(wardle), await events_of(direct)
+    assert [e.SerializeToString() for e in ours] == [e.SerializeToString() for e in theirs]
+    assert [(e.type, e.HasField("prev_kv")) for e in ours] == [(0, False), (0, False), (0, True), (1, True)]
+
+
+async def test_many_watches_share_the_cache_and_get_every_event_in_order(
+    svc: Service, wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """Twenty watches of one prefix on four streams are twenty watchers of the one cache (no etcd
+    watch of their own); each gets every change, once, in order; cancelling one answers canceled."""
+    assert svc.storage is not None
+    flunders = svc.storage.resources[0]
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    async with (
+        wardle.watch_stream() as s1,
+        wardle.watch_stream() as s2,
+        wardle.watch_stream() as s3,
+        wardle.watch_stream() as s4,
+    ):
+        streams = [s1, s2, s3, s4]
+        for stream in streams:
+            for _ in range(5):
+                await stream.create(start, prefix_end(start))
+                assert (await stream.read()).created
+        assert flunders.watcher_count >= 20
+        revisions = [
+            (await direct.put(flunder(prefix, f"m{i}"), value(f"m{i}"))).header.revision for i in range(10)
+        ]
+        for stream in streams:
+            got = await stream.events(50)
+            by_watch = [e.kv.mod_revision for e in got]
+            assert sorted(by_watch) == sorted(revisions * 5)
+        await s1.cancel(0)
+        cancelled = await s1.read()
+        assert cancelled.canceled and cancelled.watch_id == 0
+
+
+async def test_request_progress_comes_after_every_event_it_covers(
+    wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """A RequestProgress answer (``watch_id -1``) carries a revision at least etcd's when asked, and
+    arrives after every event up to it (what kube-apiserver's consistent reads rely on)."""
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    async with wardle.watch_stream() as stream:
+        await stream.create(start, prefix_end(start), progress_notify=True)
+        assert (await stream.read()).created
+        for i in range(20):
+            written = (await direct.put(flunder(prefix, f"r{i}"), value(f"r{i}"))).header.revision
+            await stream.request_progress()
+            seen = 0
+            while True:
+                answer = await stream.read()
+                if answer.events:
+                    seen = max(seen, answer.events[-1].kv.mod_revision)
+                    continue
+                if answer.watch_id == -1:
+                    break
+            assert answer.header.revision >= written
+            assert seen == written, "the progress notification overtook an event"
+
+
+async def test_one_cache_two_fronts(svc: Service, wardle: EtcdV3, prefix: str) -> None:
+    """An object written through the REST front appears on an etcd-front watch, and one written
+    through the etcd front appears in a REST list, in the same order."""
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    rest = svc.url + "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders"
+    auth = {"Authorization": f"Bearer {TOKENS['wardle']}"}
+    async with wardle.watch_stream() as stream, aiohttp.ClientSession(headers=auth) as http:
+        await stream.create(start, prefix_end(start))
+        assert (await stream.read()).created
+        async with http.post(rest, json={"metadata": {"name": "via-rest"}}) as resp:
+            assert resp.status == 201
+        await wardle.put(flunder(prefix, "via-etcd"), value("via-etcd"))
+        events = await stream.events(2)
+        assert [e.kv.key for e in events] == [flunder(prefix, "via-rest"), flunder(prefix, "via-etcd")]
+        async with http.get(rest) as resp:
+            names = [item["metadata"]["name"] for item in (await resp.json())["items"]]
+        assert names == ["via-etcd", "via-rest"]
+
+
+# -- leases, maintenance, the rest ---------------------------------------------------------------------------
+
+
+async def test_leases_belong_to_the_tenant_that_granted_them(
+    wardle: EtcdV3, acme: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """A lease is passed to etcd and owned by its grantor: to another tenant it does not exist."""
+    granted = await wardle.call("Lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=60))
+    lease = granted.ID
+    await wardle.put(flunder(prefix, "leased"), value("leased"), lease=lease)
+    with pytest.raises(RpcFailed) as foreign:
+        await acme.call("Lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease))
+    assert foreign.value == RpcFailed(grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found")
+    ttl = await acme.call("Lease", "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest(ID=lease))
+    assert ttl.TTL == -1
+    assert lease not in [
+        s.ID for s in (await acme.call("Lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest())).leases
+    ]
+    mine = await wardle.call("Lease", "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest(ID=lease, keys=True))
+    assert list(mine.keys) == [flunder(prefix, "leased")]
+    await wardle.call("Lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease))
+    await wait_until(lambda: _absent(direct, flunder(prefix, "leased")), message="the leased key expires")
+
+
+async def _absent(client: EtcdV3, key: bytes) -> bool:
+    return not (await client.range(key)).kvs
+
+
+async def test_status_and_what_is_not_served(wardle: EtcdV3) -> None:
+    """Maintenance.Status is etcd's, reporting at least 3.4.31 (ordered RequestProgress); calls the
+    front does not serve answer Unimplemented at once."""
+    status = await wardle.call("Maintenance", "Status", rpc_pb2.StatusRequest())
+    major, minor, patch = (int(p) for p in status.version.split(".")[:3])
+    assert (major, minor, patch) >= (3, 4, 31) and status.dbSize > 0
+    for service, method, request in [
+        ("Maintenance", "Defragment", rpc_pb2.DefragmentRequest()),
+        ("Auth", "UserAdd", rpc_pb2.AuthUserAddRequest(name="x")),
+        ("Cluster", "MemberList", rpc_pb2.MemberListRequest()),
+    ]:
+        with pytest.raises(RpcFailed) as refused:
+            async with asyncio.timeout(5):
+                await wardle.call(service, method, request)
+        assert refused.value.code == grpc.StatusCode.UNIMPLEMENTED

@@ -1,0 +1,65 @@
+"""Watch responses as bytes: each change's event encoded once and shared by every watcher of it.
+
+Protobuf messages concatenate: a ``WatchResponse`` is its header and ``watch_id`` (the part of each
+watcher's own) followed by its ``events`` fields, and the encoded field of a change's event — with or
+without ``prev_kv`` — is made once, kept in the change's memo, and spliced into every watcher's
+response. A watcher's response costs one small header and one join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aetcd.rpc import kv_pb2, rpc_pb2
+
+from ..cache.window import Change, ChangeType
+from ..etcd.types import KeyValue
+
+__all__ = ["event_field", "response", "to_pb"]
+
+_EVENTS_TAG = b"\x5a"  # field 11 (events), wire type 2 (length-delimited)
+
+
+def to_pb(kv: KeyValue) -> kv_pb2.KeyValue:
+    return kv_pb2.KeyValue(
+        key=kv.key,
+        create_revision=kv.create_revision,
+        mod_revision=kv.mod_revision,
+        version=kv.version,
+        value=kv.value,
+        lease=kv.lease,
+    )
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def event_field(change: Change, *, prev_kv: bool) -> bytes:
+    """``change`` as an encoded ``events`` field of a WatchResponse, made once per form."""
+    memo_key = ("etcd-event", prev_kv)
+    field: bytes | None = change.memo.get(memo_key)
+    if field is None:
+        deleted = change.type is ChangeType.DELETED
+        event = kv_pb2.Event(
+            type=kv_pb2.Event.DELETE if deleted else kv_pb2.Event.PUT, kv=to_pb(change.entry.kv)
+        )
+        if prev_kv and change.prev is not None:
+            event.prev_kv.CopyFrom(to_pb(change.prev.kv))
+        body = event.SerializeToString()
+        field = change.memo[memo_key] = _EVENTS_TAG + _varint(len(body)) + body
+    return field
+
+
+def response(header: rpc_pb2.ResponseHeader, watch_id: int, events: Iterable[bytes] = ()) -> bytes:
+    """A WatchResponse of one watcher: its header and id, then shared event fields."""
+    head: bytes = rpc_pb2.WatchResponse(header=header, watch_id=watch_id).SerializeToString()
+    return head + b"".join(events)

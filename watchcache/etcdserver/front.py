@@ -1,0 +1,111 @@
+"""What the etcd front's services share: the caches by key range, etcd itself, and response headers.
+
+A request whose range lies inside one configured resource's prefix (``{prefix}/{group}/{resource}/``)
+is answered from that resource's cache; anything else in the tenant's keyspace passes through to etcd.
+Every answer carries etcd's header: its cluster and member ids and raft term (learned from etcd's own
+answers), and a revision of etcd's — the caches hold etcd's revisions, so both kinds of answer agree.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from aetcd.rpc import rpc_pb2
+
+from ..api.storage import Storage
+from ..cache.cacher import Cache
+from ..errors import StatusError
+from ..keys import prefix_range_end
+from .errors import TOO_MANY_REQUESTS, Context, EtcdError, abort
+from .session import Caller, Sessions
+
+__all__ = ["Context", "Front", "rpc"]
+
+T = TypeVar("T")
+
+
+class Front:
+    """The etcd front's shared parts (see the module docstring)."""
+
+    def __init__(self, *, storage: Storage, sessions: Sessions, progress_interval: float) -> None:
+        self.storage = storage
+        self.etcd = storage.etcd
+        self.sessions = sessions
+        self.progress_interval = progress_interval
+        """Seconds between progress notifications to an idle watch that asked for them."""
+        self.cluster_id = 0
+        self.member_id = 0
+        self.raft_term = 1
+        #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches).
+        self.forwarded: Counter[str] = Counter()
+
+    def cache_for(self, key: bytes, end: bytes) -> Cache | None:
+        """The ready cache whose resource prefix holds all of ``[key, end)`` (``end`` b"": the key)."""
+        for resource in self.storage.resources:
+            cache = resource.cache
+            prefix = cache.layout.resource_prefix
+            if not cache.ready or not key.startswith(prefix):
+                continue
+            if not end or (end != b"\0" and end <= prefix_range_end(prefix)):
+                return cache
+        return None
+
+    def header(self, revision: int) -> rpc_pb2.ResponseHeader:
+        return rpc_pb2.ResponseHeader(
+            cluster_id=self.cluster_id, member_id=self.member_id, revision=revision, raft_term=self.raft_term
+        )
+
+    def learn(self, header: Any) -> None:
+        """Keep the ids and term of etcd's own answers, for the answers the caches give."""
+        if header.cluster_id:
+            self.cluster_id, self.member_id = header.cluster_id, header.member_id
+            self.raft_term = max(self.raft_term, header.raft_term)
+
+    async def forward(self, service: str, method: str, request: Any) -> Any:
+        self.forwarded[f"{service}.{method}"] += 1
+        response = await self.etcd.forward(service, method, request)
+        self.learn(response.header)
+        return response
+
+    async def current_revision(self) -> int:
+        response = await self.forward(
+            "KV", "Range", rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
+        )
+        return int(response.header.revision)
+
+
+def rpc(
+    method: Callable[[Any, Caller, Any, Context], Awaitable[T]],
+) -> Callable[[Any, Any, Context], Awaitable[T]]:
+    """A servicer method: the caller is authenticated first, and every failure becomes etcd's status
+    (etcd's own errors passed on as they are; the cache's mapped to etcd's words)."""
+
+    @functools.wraps(method)
+    async def call(self: Any, request: Any, context: Context) -> T:
+        try:
+            caller = self.front.sessions.caller(context)
+            if caller.admission is not None:
+                caller.admission.check_rate()  # every call counts, as every REST request does
+            return await method(self, caller, request, context)
+        except EtcdError as err:
+            await abort(context, err)
+        except grpc.aio.AioRpcError as err:
+            await context.abort(err.code(), err.details() or "")
+        except StatusError as err:
+            await abort(context, unavailable(err))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return call
+
+
+def unavailable(err: StatusError) -> EtcdError:
+    """A watchcache error (over a limit, etcd unreachable, a sync that timed out) in etcd's words."""
+    if err.code == 429:
+        return TOO_MANY_REQUESTS()
+    if err.code == 504:
+        return EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
+    return EtcdError(grpc.StatusCode.UNAVAILABLE, f"etcdserver: {err.message}")

@@ -1,0 +1,421 @@
+"""etcd's Watch service: client watches served from the caches, never one etcd watch each.
+
+One Watch RPC is one :class:`WatchStream`: its requests are handled in order (so each create gets
+exactly one ``created``, in request order — clientv3 binds them by position, etcd#21881), and all its
+responses go through one bounded queue with one writer. A watch whose range lies inside a configured
+resource's prefix is a watcher of that resource's cache: it replays from the cache's window (a start
+older than the window gets etcd's answer, ``created`` then ``canceled`` with a ``compact_revision``) and
+then follows the cache's one etcd watch, however many clients watch; its events are encoded once per
+change and shared (:mod:`.events`). Any other watch in the tenant's keyspace gets an etcd watch of its
+own, resumed after a broken stream from its last revision without a second ``created``, and with the
+caches' progress keys filtered out.
+
+Progress: a watch asking for ``progress_notify`` gets a notification when idle every few seconds, sent
+only once every event up to its revision has been sent on the stream. A RequestProgress is answered
+with ``watch_id -1`` once the caches have caught up with etcd's revision at the request and every
+cached watch of the stream has sent what it owed up to it — the ordering etcd ≥ 3.4.31 gives, and which
+kube-apiserver's consistent reads from its own cache rely on. A client that falls behind its watcher
+buffer, or stops reading for the write timeout, loses the stream (``UNAVAILABLE``): clientv3 then
+resumes every watch from its last revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from aetcd.rpc import rpc_pb2
+
+from ..cache.cache_watcher import Bookmark, CacheWatcher, Ended, WatchErrorItem
+from ..cache.cacher import Cache
+from ..cache.window import Change
+from ..errors import StatusError
+from ..selectors import EVERYTHING
+from .errors import COMPACTED, Context, EtcdError
+from .events import event_field, response
+from .front import Front, unavailable
+from .session import Caller
+
+__all__ = ["Watch"]
+
+log = logging.getLogger(__name__)
+
+_QUEUE_BYTES = 4 * 1024 * 1024
+_BATCH_BYTES = 256 * 1024
+_NOPUT, _NODELETE = 0, 1
+_DUPLICATE = "mvcc: duplicate watch ID provided on the WatchStream"
+_EMPTY_RANGE = "mvcc: watcher range is empty"
+_PERMISSION = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+
+
+def _encode(message: Any) -> bytes:
+    return bytes(message.SerializeToString())
+
+
+class _Outgoing:
+    """A stream's responses in order, bounded in bytes: producers wait while it is full."""
+
+    def __init__(self, capacity: int) -> None:
+        self._queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self._capacity = capacity
+        self._size = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, data: bytes) -> None:
+        while self._size and self._size + len(data) > self._capacity:
+            self._room.clear()
+            await self._room.wait()
+        self._size += len(data)
+        self._queue.put_nowait(data)
+
+    def fail(self, error: BaseException) -> None:
+        self._queue.put_nowait(error)
+
+    async def get(self) -> bytes:
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        self._size -= len(item)
+        self._room.set()
+        return item
+
+
+class _ClientWatch:
+    """One watch of a stream; subclasses serve it from a cache or from etcd."""
+
+    def __init__(self, stream: WatchStream, watch_id: int, request: Any) -> None:
+        self.stream = stream
+        self.watch_id = watch_id
+        self.prev_kv = bool(request.prev_kv)
+        self.filters = frozenset(request.filters)
+        self.task: asyncio.Task[None] | None = None
+        self.sent = 0
+        """The revision up to which every event of this watch has been queued."""
+
+    def wanted(self, deleted: bool) -> bool:
+        return (_NODELETE if deleted else _NOPUT) not in self.filters
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+class _CachedWatch(_ClientWatch):
+    """A watcher of a resource's cache."""
+
+    def __init__(
+        self, stream: WatchStream, watch_id: int, request: Any, cache: Cache, watcher: CacheWatcher
+    ) -> None:
+        super().__init__(stream, watch_id, request)
+        self.cache = cache
+        self.watcher = watcher
+        self.sent = watcher.after
+        self.holding = False
+
+    @property
+    def drained(self) -> bool:
+        """Nothing owed is left in the watcher nor in hand."""
+        return self.watcher.idle and not self.holding
+
+    async def run(self) -> None:
+        front, stream = self.stream.front, self.stream
+        while True:
+            items = await self.watcher.next_batch(_BATCH_BYTES)
+            if not items:
+                break
+            self.holding = True
+            try:
+                fields: list[bytes] = []
+                for item in items:
+                    if isinstance(item, Change):
+                        if self.wanted(item.type.value == "DELETED"):
+                            fields.append(event_field(item, prev_kv=self.prev_kv))
+                        self.sent = item.revision
+                    elif isinstance(item, Bookmark):
+                        if fields:
+                            await stream.send(response(front.header(self.sent), self.watch_id, fields))
+                            fields = []
+                        self.sent = max(self.sent, item.revision)
+                        await stream.send(response(front.header(self.sent), self.watch_id))
+                    elif isinstance(item, WatchErrorItem):
+                        # The cache relisted after a compaction: this watch cannot go on exactly.
+                        await stream.send(self.stream.compacted(self.watch_id, self.cache))
+                        return
+                if fields:
+                    header = front.header(max(self.sent, self.cache.revision))
+                    await stream.send(response(header, self.watch_id, fields))
+            finally:
+                self.holding = False
+                stream.moved.set()
+        if self.watcher.ended is Ended.TOO_SLOW:
+            stream.fail(EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: watch stream too slow: resume"))
+
+    async def stop(self) -> None:
+        self.cache.close_watcher(self.watcher)
+        await super().stop()
+
+
+class _PassedWatch(_ClientWatch):
+    """A watch of keys no cache holds: an etcd watch of its own, resumed across broken streams."""
+
+    def __init__(self, stream: WatchStream, watch_id: int, request: Any, key: bytes, end: bytes) -> None:
+        super().__init__(stream, watch_id, request)
+        self.key, self.end = key, end
+        self.progress_notify = bool(request.progress_notify)
+        self.next_revision = request.start_revision
+
+    async def run(self) -> None:
+        stream, front, space = self.stream, self.stream.front, self.stream.caller.keyspace
+        while True:
+            upstream = front.etcd.forward_stream("Watch", "Watch", metadata=(("hasleader", "true"),))
+            create = rpc_pb2.WatchCreateRequest(
+                key=self.key,
+                range_end=self.end,
+                start_revision=self.next_revision,
+                progress_notify=self.progress_notify,
+                prev_kv=self.prev_kv,
+                filters=sorted(self.filters),
+            )
+            try:
+                await upstream.write(rpc_pb2.WatchRequest(create_request=create))
+                while True:
+                    answer = await upstream.read()
+                    if answer is grpc.aio.EOF:
+                        raise EtcdError(grpc.StatusCode.UNAVAILABLE, "etcd closed the watch stream")
+                    front.learn(answer.header)
+                    if answer.created and not answer.canceled:
+                        if not self.next_revision:
+                            self.next_revision = answer.header.revision + 1
+                        continue  # the client has its created already: never a second one
+                    if answer.canceled:
+                        await stream.send(
+                            rpc_pb2.WatchResponse(
+                                header=front.header(answer.header.revision),
+                                watch_id=self.watch_id,
+                                canceled=True,
+                                compact_revision=answer.compact_revision,
+                                cancel_reason=answer.cancel_reason,
+                            ).SerializeToString()
+                        )
+                        return
+                    events = [e for e in answer.events if not space.is_hidden(e.kv.key)]
+                    for event in events:
+                        event.kv.key = space.to_virtual(event.kv.key)
+                        if event.HasField("prev_kv"):
+                            event.prev_kv.key = space.to_virtual(event.prev_kv.key)
+                    if answer.events:
+                        self.next_revision = answer.events[-1].kv.mod_revision + 1
+                    if events or not answer.events:
+                        out = rpc_pb2.WatchResponse(
+                            header=front.header(answer.header.revision), watch_id=self.watch_id, events=events
+                        )
+                        await stream.send(out.SerializeToString())
+            except grpc.aio.AioRpcError as err:
+                log.info("etcd front: a passed-through watch broke (%s); resuming", err.details())
+                await asyncio.sleep(0.2)
+            finally:
+                upstream.cancel()
+
+
+class WatchStream:
+    """One Watch RPC (see the module docstring)."""
+
+    def __init__(self, front: Front, caller: Caller, write_timeout: float) -> None:
+        self.front = front
+        self.caller = caller
+        self.write_timeout = write_timeout
+        self.outgoing = _Outgoing(_QUEUE_BYTES)
+        self.watches: dict[int, _ClientWatch] = {}
+        #: Set whenever a cached watch has finished sending a batch (what progress requests wait on).
+        self.moved = asyncio.Event()
+        self._next_id = 0
+        self._progress: asyncio.Task[None] | None = None
+        self._slots = contextlib.AsyncExitStack()
+
+    async def send(self, data: bytes) -> None:
+        await self.outgoing.put(data)
+
+    def fail(self, error: EtcdError) -> None:
+        self.outgoing.fail(error)
+
+    def compacted(self, watch_id: int, cache: Cache) -> bytes:
+        oldest = cache.state.window.oldest_revision + 1
+        return _encode(
+            rpc_pb2.WatchResponse(
+                header=self.front.header(cache.revision),
+                watch_id=watch_id,
+                canceled=True,
+                compact_revision=oldest,
+            )
+        )
+
+    # -- requests, in order ---------------------------------------------------------------------------
+
+    async def serve(self, requests: AsyncIterator[Any]) -> None:
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("request_union")
+                if kind == "create_request":
+                    await self._create(request.create_request)
+                elif kind == "cancel_request":
+                    await self._cancel(request.cancel_request.watch_id)
+                elif kind == "progress_request" and (self._progress is None or self._progress.done()):
+                    self._progress = asyncio.create_task(self._request_progress(), name="etcd-front-progress")
+        except EtcdError as err:
+            self.fail(err)
+        except StatusError as err:
+            self.fail(unavailable(err))
+
+    def _refused(self, reason: str) -> bytes:
+        return _encode(
+            rpc_pb2.WatchResponse(
+                header=self.front.header(0), watch_id=-1, created=True, canceled=True, cancel_reason=reason
+            )
+        )
+
+    async def _create(self, request: Any) -> None:
+        front = self.front
+        key = request.key or b"\0"
+        end = request.range_end
+        watch_id = request.watch_id or self._next_id
+        if request.watch_id and request.watch_id in self.watches:
+            await self.send(self._refused(_DUPLICATE))
+            return
+        if end and end != b"\0" and end <= key:
+            await self.send(self._refused(_EMPTY_RANGE))
+            return
+        try:
+            key, end = self.caller.keyspace.check(key, end, write=False)
+        except EtcdError:
+            await self.send(self._refused(_PERMISSION))
+            return
+        if request.start_revision < 0:
+            await self.send(self._refused(COMPACTED.message))
+            return
+        admission = self.caller.admission
+        if admission is not None:
+            try:
+                await self._slots.enter_async_context(admission.watch())
+            except StatusError:
+                await self.send(self._refused("etcdserver: too many requests"))
+                return
+        while self._next_id in self.watches or self._next_id == watch_id:
+            self._next_id += 1
+        cache = front.cache_for(key, end)
+        if cache is not None:
+            await self._create_cached(request, watch_id, cache, key, end)
+        else:
+            await self._create_passed(request, watch_id, key, end)
+
+    async def _create_passed(self, request: Any, watch_id: int, key: bytes, end: bytes) -> None:
+        watch = _PassedWatch(self, watch_id, request, key, end)
+        current = await self.front.current_revision()
+        await self.send(self._created(watch_id, current))
+        self.watches[watch_id] = watch
+        watch.task = asyncio.create_task(watch.run(), name=f"etcd-front-watch {watch_id}")
+
+    def _created(self, watch_id: int, revision: int) -> bytes:
+        return _encode(
+            rpc_pb2.WatchResponse(header=self.front.header(revision), watch_id=watch_id, created=True)
+        )
+
+    async def _create_cached(self, request: Any, watch_id: int, cache: Cache, key: bytes, end: bytes) -> None:
+        if request.start_revision:
+            since = request.start_revision - 1
+        else:
+            since = await self.front.current_revision()
+            await cache.wait_for(since, cache.settings.wait_timeout)
+        if since < cache.state.window.oldest_revision:
+            # Older than the cache's window: etcd may still have that history (or says it was
+            # compacted, in its own words), so this watch is etcd's own.
+            await self._create_passed(request, watch_id, key, end)
+            return
+        created = self._created(watch_id, cache.revision)
+        watcher = cache.watch(
+            selector=EVERYTHING,
+            namespace=None,
+            since=since,
+            allow_bookmarks=bool(request.progress_notify),
+            key_range=(key, end if end != b"\0" else b""),
+            bookmark_interval=self.front.progress_interval,
+        )
+        watch = _CachedWatch(self, watch_id, request, cache, watcher)
+        await self.send(created)
+        self.watches[watch_id] = watch
+        watch.task = asyncio.create_task(watch.run(), name=f"etcd-front-watch {watch_id}")
+
+    async def _cancel(self, watch_id: int) -> None:
+        watch = self.watches.pop(watch_id, None)
+        if watch is None:
+            return  # etcd answers nothing for an unknown id
+        await watch.stop()
+        current = await self.front.current_revision()
+        await self.send(
+            rpc_pb2.WatchResponse(
+                header=self.front.header(current), watch_id=watch_id, canceled=True
+            ).SerializeToString()
+        )
+
+    async def _request_progress(self) -> None:
+        """``watch_id -1`` at R once every cached watch of the stream has sent what it owes up to R,
+        R being etcd's revision when asked (see the module docstring)."""
+        front = self.front
+        try:
+            target = await front.current_revision()
+            cached = [w for w in self.watches.values() if isinstance(w, _CachedWatch)]
+            for cache in {w.cache for w in cached}:
+                await cache.wait_for(target, cache.settings.wait_timeout)
+                cache.dispatcher.flush()
+            async with asyncio.timeout(self.write_timeout):
+                while not all(w.sent >= target or w.drained for w in cached):
+                    self.moved.clear()
+                    await self.moved.wait()
+            await self.send(response(front.header(target), -1))
+        except (StatusError, TimeoutError) as err:
+            log.info("etcd front: a progress request was not answered: %s", err)
+
+    async def close(self) -> None:
+        tasks = [w.stop() for w in self.watches.values()]
+        self.watches.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._progress is not None:
+            self._progress.cancel()
+            await asyncio.gather(self._progress, return_exceptions=True)
+        await self._slots.aclose()
+
+
+class Watch:
+    """The Watch service's one method; its messages are bytes (see :mod:`.events`)."""
+
+    def __init__(self, front: Front, write_timeout: float) -> None:
+        self.front = front
+        self.write_timeout = write_timeout
+
+    async def watch(self, requests: AsyncIterator[Any], context: Context) -> None:
+        try:
+            caller = self.front.sessions.caller(context)
+        except EtcdError as err:
+            await context.abort(err.code, err.message)
+            return
+        stream = WatchStream(self.front, caller, self.write_timeout)
+        reader = asyncio.create_task(stream.serve(requests), name="etcd-front-watch-requests")
+        try:
+            while True:
+                data = await stream.outgoing.get()
+                async with asyncio.timeout(self.write_timeout):
+                    await context.write(data)
+        except EtcdError as err:
+            await context.abort(err.code, err.message)
+        except TimeoutError:
+            log.info("etcd front: dropping a watch stream whose client stopped reading")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: watch stream not read: resume")
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await stream.close()

@@ -275,6 +275,8 @@ def _hints(service: Service) -> str:
     config = service.options.config
     server = service.url
     lines = [f"watchcache: serving {server}"]
+    if service.etcd_endpoint:
+        lines.append(f"watchcache: serving the etcd v3 API at {service.etcd_endpoint}")
     if service.etcd is not None:
         lines.append(f"watchcache: private etcd at {service.etcd.endpoints[0]} (removed on exit)")
     if config.tenants is None:
@@ -287,6 +289,14 @@ def _hints(service: Service) -> str:
         f"  kubectl {flags} api-resources",
         f"  kubectl {flags} get {first.resource}{ns} -w &",
         f"  curl -s {server}/apis/{first.group}/{first.versions[0]}/{first.resource}",
+        *(
+            [
+                f"  etcdctl --endpoints {service.etcd_endpoint} get --prefix "
+                f"{service.options.etcd_prefix}/{first.group}/"
+            ]
+            if service.etcd_endpoint and config.tenants is None
+            else []
+        ),
         "Stop with Ctrl-C (SIGINT) or SIGTERM.",
     ]
     return "\n".join(lines)

@@ -239,6 +239,9 @@ class Watchcache:
     config_yaml: str = CONFIG_YAML
     log_path: str = ""
     """Where the server's stderr (its log) goes; nowhere when empty."""
+    etcd_front: bool = False
+    """Also serve the etcd v3 API (``--etcd-listen-port``), on :attr:`etcd_port`."""
+    etcd_port: int = 0
 
     @property
     def url(self) -> str:
@@ -252,6 +255,10 @@ class Watchcache:
     def spawn(self) -> Watchcache:
         """Start the process without waiting for it to listen or load its caches."""
         self.port = free_port()
+        front = []
+        if self.etcd_front:
+            self.etcd_port = free_port()
+            front = ["--etcd-listen-port", str(self.etcd_port)]
         fd, self.config = tempfile.mkstemp(prefix="wcbench-", suffix=".yaml")
         with os.fdopen(fd, "w") as f:
             f.write(self.config_yaml)
@@ -261,6 +268,7 @@ class Watchcache:
             "--config", self.config,
             "--port", str(self.port),
             "--log-level", "warning",
+            *front,
             *self.extra,
         ]  # fmt: skip
         env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))

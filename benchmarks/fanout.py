@@ -3,6 +3,7 @@ straight to etcd. Side by side, in one run, on the same machine:
 
 - watchcache: ``watchcache serve`` in front of etcd; W HTTP/1.1 chunked watches (one connection each);
 - etcd: W gRPC Watch watches straight on etcd;
+- wc-etcd: W gRPC Watch watches through watchcache's etcd v3 front (``--etcd-listen-port``);
 - grpc-proxy: W gRPC Watch watches through ``etcd grpc-proxy start`` (the same etcd binary).
 
 The server side (etcd, and watchcache or grpc-proxy) is pinned to one core, the clients and the writer
@@ -57,7 +58,7 @@ from _common import (
     running,
 )
 
-TARGETS = ("watchcache", "etcd", "grpc-proxy")
+TARGETS = ("watchcache", "wc-etcd", "etcd", "grpc-proxy")
 
 
 @dataclass
@@ -139,8 +140,8 @@ def run_target(target: str, p: Params, client_bin: str) -> dict[str, Any]:
     etcd = Etcd(core=server_core)
     servers: list[Any] = [etcd]
     wc = proxy = None
-    if target == "watchcache":
-        wc = Watchcache(etcd, core=server_core, extra=p.watchcache_args)
+    if target in ("watchcache", "wc-etcd"):
+        wc = Watchcache(etcd, core=server_core, extra=p.watchcache_args, etcd_front=target == "wc-etcd")
         servers.append(wc)
     elif target == "grpc-proxy":
         proxy = GrpcProxy(etcd, core=server_core)
@@ -153,8 +154,12 @@ def run_target(target: str, p: Params, client_bin: str) -> dict[str, Any]:
             path = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{RESOURCE}?watch=true&resourceVersion=0"
             args = ["http", "127.0.0.1", str(wc.port), path]
         else:
-            port = etcd.port if target == "etcd" else proxy.port  # type: ignore[union-attr]
-            server_pid = etcd.proc.pid if target == "etcd" else proxy.proc.pid  # type: ignore[union-attr]
+            if target == "wc-etcd":
+                assert wc is not None and wc.proc is not None
+                port, server_pid = wc.etcd_port, wc.proc.pid
+            else:
+                port = etcd.port if target == "etcd" else proxy.port  # type: ignore[union-attr]
+                server_pid = etcd.proc.pid if target == "etcd" else proxy.proc.pid  # type: ignore[union-attr]
             start, end = key_prefix(), prefix_end(key_prefix())
             args = ["grpc", "127.0.0.1", str(port), start.decode(), end.decode()]
         args += [str(p.watchers), str(p.events), "120"]
@@ -257,8 +262,8 @@ ROWS: list[tuple[str, str, str]] = [
 def summarize(runs: dict[str, list[dict[str, Any]]], p: Params, n_runs: int) -> str:
     targets = [t for t in TARGETS if t in runs]
     cols = list(targets)
-    if "watchcache" in runs and "grpc-proxy" in runs:
-        cols.append("wc/proxy")
+    ratios = [t for t in ("watchcache", "wc-etcd") if t in runs and "grpc-proxy" in runs]
+    cols += [f"{t}/proxy" for t in ratios]
     table = Table(
         f"W={p.watchers} R={p.rate:g}/s E={p.events} ({_runs(n_runs)})",
         cols,
@@ -278,8 +283,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]], p: Params, n_runs: int) -> 
                 )
                 continue
             cells.append(fmt(int(v) if spec == "d" and v is not None else v, spec))
-        if "wc/proxy" in cols:
-            a, b = med["watchcache"].get(key), med["grpc-proxy"].get(key)
+        for t in ratios:
+            a, b = med[t].get(key), med["grpc-proxy"].get(key)
             ratio_ok = key in (
                 "events_per_s",
                 "p50_ms",

@@ -495,7 +495,8 @@ async def test_client_certificates_name_the_tenant_over_tls(
     etcd_endpoints: list[str], prefix: str, serving_cert: CertFiles, test_ca: TestCA
 ) -> None:
     """Over TLS with a client CA (kube-apiserver's ``--etcd-cafile/--etcd-certfile/--etcd-keyfile``),
-    the certificate's CN is the tenant; a client without a certificate is refused at the handshake."""
+    the certificate's CN is the tenant; a client without one is a stranger until it authenticates with
+    a tenant's token, as etcd asks a client without a certificate for a user."""
     options = {
         "tls_cert_file": serving_cert.cert,
         "tls_private_key_file": serving_cert.key,
@@ -515,7 +516,12 @@ async def test_client_certificates_name_the_tenant_over_tls(
         async with EtcdV3(svc.etcd_endpoint, credentials=without, timeout=3) as stranger:
             with pytest.raises(RpcFailed) as refused:
                 await stranger.range(flunder(prefix, "tls"))
-            assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+            assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert refused.value.message == "etcdserver: user name is empty"
+            token = await stranger.authenticate("wardle", TOKENS["wardle"])
+        async with EtcdV3(svc.etcd_endpoint, credentials=without, token=token) as by_token:
+            found = await by_token.range(flunder(prefix, "tls"))
+            assert [kv.key for kv in found.kvs] == [flunder(prefix, "tls")]
 
 
 async def test_watches_go_on_across_an_etcd_restart(own_etcd: EtcdServer, prefix: str) -> None:

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from aetcd.rpc import kv_pb2, rpc_pb2, rpc_pb2_grpc
+from aetcd.rpc import kv_pb2, rpc_pb2
 
 from ..cache.store import Entry
 from .errors import EMPTY_KEY, FUTURE_REVISION, TOO_MANY_OPS
@@ -55,7 +55,7 @@ def _plain(request: rpc_pb2.RangeRequest) -> bool:
     )
 
 
-class KV(rpc_pb2_grpc.KVServicer):  # type: ignore[misc]
+class KV:
     """The KV service (see the module docstring)."""
 
     def __init__(self, front: Front, leases: Leases) -> None:

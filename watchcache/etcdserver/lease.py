@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+import grpc
+from aetcd.rpc import rpc_pb2
 
-from .errors import LEASE_NOT_FOUND
-from .front import Context, Front, rpc
+from ..errors import StatusError
+from .errors import LEASE_NOT_FOUND, EtcdError, abort
+from .front import Context, Front, rpc, unavailable
 from .session import Caller
 
 __all__ = ["Lease", "Leases"]
@@ -50,7 +52,7 @@ class Leases:
         ]
 
 
-class Lease(rpc_pb2_grpc.LeaseServicer):  # type: ignore[misc]
+class Lease:
     """The Lease service (see the module docstring)."""
 
     def __init__(self, front: Front, leases: Leases) -> None:
@@ -94,11 +96,16 @@ class Lease(rpc_pb2_grpc.LeaseServicer):  # type: ignore[misc]
         )
 
     async def LeaseKeepAlive(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
-        caller = self.front.sessions.caller(context)
+        try:
+            caller = self.front.sessions.caller(context)
+        except EtcdError as err:
+            await abort(context, err)
         upstream = self.front.etcd.forward_stream("Lease", "LeaseKeepAlive")
         owned: set[int] = set()
         try:
             async for request in requests:
+                if caller.admission is not None:
+                    caller.admission.check_rate()
                 if request.ID not in owned and await self._leases.owned(caller, request.ID):
                     owned.add(request.ID)
                 if request.ID in owned:
@@ -111,5 +118,11 @@ class Lease(rpc_pb2_grpc.LeaseServicer):  # type: ignore[misc]
                     yield rpc_pb2.LeaseKeepAliveResponse(
                         header=self.front.header(current), ID=request.ID, TTL=0
                     )
+        except EtcdError as err:
+            await abort(context, err)
+        except grpc.aio.AioRpcError as err:
+            await context.abort(err.code(), err.details() or "")
+        except StatusError as err:
+            await abort(context, unavailable(err))
         finally:
             upstream.cancel()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+from aetcd.rpc import rpc_pb2
 
 from .errors import EtcdError
 from .front import Context, Front, rpc
@@ -44,7 +44,7 @@ def _refuse_the_rest(cls: type, service: str) -> None:
         setattr(cls, method.name, refuse)
 
 
-class Maintenance(rpc_pb2_grpc.MaintenanceServicer):  # type: ignore[misc]
+class Maintenance:
     def __init__(self, front: Front) -> None:
         self.front = front
 
@@ -55,7 +55,7 @@ class Maintenance(rpc_pb2_grpc.MaintenanceServicer):  # type: ignore[misc]
         return status
 
 
-class Auth(rpc_pb2_grpc.AuthServicer):  # type: ignore[misc]
+class Auth:
     """Authenticate: a token for a tenant (name) and one of its bearer tokens (password)."""
 
     def __init__(self, front: Front) -> None:

@@ -1,11 +1,11 @@
-"""The etcd front's gRPC server: its services, its transport settings, and its tenants' keyspaces.
+"""The etcd front's server: its services on HTTP/2 (:mod:`watchcache.transport`), and its tenants.
 
-grpcio serves the etcd v3 API (proto package ``etcdserverpb``, from the stubs aetcd ships) on its own
-port, with the REST front's TLS: a serving certificate, and with a client CA every client must present
-a certificate from it (as etcd's ``--client-cert-auth``), whose CN names the tenant. Keepalive is
-etcd's: clients may ping every 5 s, with or without calls in flight (grpcio's defaults would answer
-kube-apiserver's 30 s pings on an idle watch with GOAWAY). Requests up to etcd's limit plus room for
-the envelope are accepted; etcd itself refuses what is too large, in its own words.
+The etcd v3 API (proto package ``etcdserverpb``, with the messages aetcd ships) is served on its own
+port, with the REST front's TLS: a serving certificate offering ``h2`` (ALPN, which gRPC clients
+require), and with a client CA, client certificates verified when presented — the CN names the tenant;
+a client without one authenticates with an etcd token instead. PINGs are answered whenever they come
+(kube-apiserver's client pings an idle watch every 30 s). Every RPC the servicers define is served;
+any other answers ``Unimplemented``.
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-import grpc
-from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+from aetcd.rpc import rpc_pb2
 
 from ..api.storage import Storage
 from ..tenancy.auth import Authenticator
 from ..tenancy.limits import Admission
+from ..transport.grpc import GrpcServer, Method
+from ..transport.http2 import DEFAULT_SETTINGS, Connection, server_ssl
 from .front import Front
 from .keyspace import Keyspace
 from .kv import KV
@@ -59,8 +61,41 @@ class EtcdFrontTLS:
     """With it, every client must present a certificate from this CA; its CN is the tenant."""
 
 
-async def _read(path: str) -> bytes:
-    return await asyncio.to_thread(Path(path).read_bytes)
+async def _server_ssl(tls: EtcdFrontTLS) -> ssl.SSLContext:
+    """The REST front's TLS, offering HTTP/2; client certificates verified when presented."""
+
+    def build() -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.client_ca_file:
+            context.load_verify_locations(tls.client_ca_file)
+            context.verify_mode = ssl.CERT_OPTIONAL
+        return server_ssl(context)
+
+    return await asyncio.to_thread(build)
+
+
+def _methods(servicers: Mapping[str, object], watch: Watch) -> dict[str, Method]:
+    """Every RPC the servicers define, by path, with its messages' codecs from etcd's descriptors."""
+    methods: dict[str, Method] = {}
+    for name, servicer in servicers.items():
+        for rpc in rpc_pb2.DESCRIPTOR.services_by_name[name].methods:
+            handler = getattr(servicer, rpc.name, None)
+            if handler is None:
+                continue
+            request = getattr(rpc_pb2, rpc.input_type.name)
+            response = getattr(rpc_pb2, rpc.output_type.name)
+            methods[f"/etcdserverpb.{name}/{rpc.name}"] = Method(
+                handler,
+                request.FromString,
+                response.SerializeToString,
+                client_streaming=rpc.client_streaming,
+                server_streaming=rpc.server_streaming,
+            )
+    methods["/etcdserverpb.Watch/Watch"] = Method(
+        watch.watch, rpc_pb2.WatchRequest.FromString, None, client_streaming=True, server_streaming=True
+    )
+    return methods
 
 
 def _keyspaces(
@@ -95,49 +130,50 @@ class EtcdFront:
         self.front = Front(
             storage=storage, sessions=sessions, progress_interval=self.settings.progress_interval
         )
-        self._server: grpc.aio.Server | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     async def listen(self, host: str, port: int, tls: EtcdFrontTLS | None) -> tuple[str, int]:
         """Start serving; returns the bound (host, port)."""
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", _MAX_REQUEST),
-                ("grpc.max_send_message_length", -1),
-                ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
-                ("grpc.http2.max_ping_strikes", 0),
-                ("grpc.keepalive_permit_without_calls", 1),
-            ]
-        )
         front = self.front
         leases = Leases(front, front.storage.prefix)
-        rpc_pb2_grpc.add_KVServicer_to_server(KV(front, leases), server)
-        rpc_pb2_grpc.add_LeaseServicer_to_server(Lease(front, leases), server)
-        rpc_pb2_grpc.add_MaintenanceServicer_to_server(Maintenance(front), server)
-        rpc_pb2_grpc.add_AuthServicer_to_server(Auth(front), server)
-        watch = Watch(front, self.settings.write_timeout)
-        handler = grpc.stream_stream_rpc_method_handler(
-            watch.watch, request_deserializer=rpc_pb2.WatchRequest.FromString
+        server = GrpcServer(
+            _methods(
+                {
+                    "KV": KV(front, leases),
+                    "Lease": Lease(front, leases),
+                    "Maintenance": Maintenance(front),
+                    "Auth": Auth(front),
+                },
+                Watch(front, self.settings.write_timeout),
+            ),
+            max_message=_MAX_REQUEST,
         )
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("etcdserverpb.Watch", {"Watch": handler}),)
+        context = await _server_ssl(tls) if tls is not None else None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: self._connection(server),
+            host,
+            port,
+            ssl=context,
+            ssl_handshake_timeout=10.0 if context is not None else None,
+            backlog=1024,
+            reuse_address=True,
         )
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if tls is None:
-            bound = server.add_insecure_port(address)
-        else:
-            ca = await _read(tls.client_ca_file) if tls.client_ca_file else None
-            credentials = grpc.ssl_server_credentials(
-                [(await _read(tls.key_file), await _read(tls.cert_file))],
-                root_certificates=ca,
-                require_client_auth=ca is not None,
-            )
-            bound = server.add_secure_port(address, credentials)
-        await server.start()
-        self._server = server
-        return host, bound
+        bound = self._server.sockets[0].getsockname()
+        return host, int(bound[1])
+
+    def _connection(self, server: GrpcServer) -> Connection:
+        connection = Connection(server, settings=DEFAULT_SETTINGS)
+        self._connections.add(connection)
+        return connection
 
     async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting, give the calls in flight ``grace`` seconds, then close every connection."""
         server, self._server = self._server, None
-        if server is not None:
-            with contextlib.suppress(Exception):
-                await server.stop(grace)
+        if server is None:
+            return
+        server.close()
+        await asyncio.gather(*(c.shut(grace) for c in list(self._connections)))
+        with contextlib.suppress(Exception):
+            await server.wait_closed()

@@ -1,0 +1,366 @@
+"""HTTP/2 connections on asyncio: the ``h2`` library for the protocol, and a fast path for DATA.
+
+:class:`Connection` is an asyncio protocol holding one ``h2`` connection: h2 parses every frame the
+client sends, keeps the streams' states, answers SETTINGS and PINGs, and encodes headers. A request
+becomes a :class:`Stream` handed to the server's handler, which reads the body as it arrives and answers
+with headers, DATA and trailers.
+
+DATA is the hot path (a watch sends a message per watcher per change): :meth:`Stream.send` frames it
+itself — a 9-byte frame header before bytes that may be shared by many streams — and writes it to the
+socket at once, keeping h2's flow-control windows exact by debiting them by hand, instead of paying for
+h2's per-frame objects. What a window does not allow yet waits in the stream (bounded by the caller) and
+goes out when the client opens it. A connection whose client stops reading is left to the caller's
+write timeout (:meth:`Stream.drain`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+__all__ = ["Connection", "Handler", "Stream", "data_frame"]
+
+log = logging.getLogger(__name__)
+
+_DATA, _END_STREAM = 0x0, 0x1
+# Stop writing to the socket directly past this much unsent data: the rest waits for the client.
+_HIGH_WATER = 256 * 1024
+
+Handler = Callable[["Stream"], Awaitable[None]]
+"""Serves one request stream; returns (or raises) when the stream is done."""
+
+
+def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
+    """An HTTP/2 DATA frame's 9-byte header followed by ``payload``."""
+    size = len(payload)
+    header = bytes(
+        (
+            size >> 16 & 0xFF,
+            size >> 8 & 0xFF,
+            size & 0xFF,
+            _DATA,
+            _END_STREAM if end_stream else 0,
+            stream_id >> 24 & 0x7F,
+            stream_id >> 16 & 0xFF,
+            stream_id >> 8 & 0xFF,
+            stream_id & 0xFF,
+        )
+    )
+    return header + payload
+
+
+class Stream:
+    """One request of a connection: its headers, its body as it comes, and the way to answer."""
+
+    def __init__(self, connection: Connection, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.connection = connection
+        self.id = stream_id
+        self.headers = headers
+        self.path = next((v for k, v in headers if k == b":path"), b"").decode("ascii", "replace")
+        # The body as it came, each piece with its flow-controlled length: acknowledged (the client's
+        # window reopened) only when read, so a client can never have more than its window unread.
+        self._body: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        self._pending: deque[bytes] = deque()
+        self._pending_size = 0
+        self._window = asyncio.Event()
+        self.closed = False
+        """The client reset the stream, or the connection is gone."""
+        self.ended = False
+        """We have ended our side."""
+        self.long_lived = False
+        """Set by the handler for a stream that lasts until the client ends it (a watch): not waited
+        for when the connection shuts."""
+
+    # -- the request -------------------------------------------------------------------------------
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+    async def read(self) -> bytes | None:
+        """The next piece of the body as it arrived; None once the client ended it (or left)."""
+        if self.closed and self._body.empty():
+            return None
+        piece = await self._body.get()
+        if piece is None:
+            return None
+        data, flow_controlled = piece
+        if not self.closed:
+            self.connection.acknowledge(self.id, flow_controlled)
+        return data
+
+    def _received(self, data: bytes | None, flow_controlled: int = 0) -> None:
+        self._body.put_nowait(None if data is None else (data, flow_controlled))
+
+    # -- the answer -------------------------------------------------------------------------------------
+
+    def send_headers(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool = False) -> None:
+        if self.closed or self.ended:
+            return
+        conn = self.connection
+        conn.h2.send_headers(self.id, headers, end_stream=end_stream)
+        conn.flush()
+        self.ended = end_stream
+
+    def send(self, payload: bytes) -> None:
+        """Queue ``payload`` as DATA, written now as far as the flow-control windows allow."""
+        if self.closed or self.ended:
+            return
+        self._pending.append(payload)
+        self._pending_size += len(payload)
+        self.connection.push(self)
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued on this stream that the client's window has not let out yet."""
+        return self._pending_size
+
+    async def drain(self, limit: int) -> None:
+        """Wait until at most ``limit`` bytes are queued on the stream (the client reads)."""
+        while self._pending_size > limit and not self.closed:
+            self._window.clear()
+            await self._window.wait()
+
+    def end(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """End our side with ``trailers`` once every queued DATA is out."""
+        if self.closed or self.ended:
+            return
+        self._trailers = trailers
+        self.ended = True
+        self.connection.push(self)
+
+    def reset(self, code: int = 0x8) -> None:
+        """RST_STREAM (CANCEL by default)."""
+        if self.closed:
+            return
+        self.closed = True
+        conn = self.connection
+        with contextlib.suppress(h2.exceptions.H2Error):
+            conn.h2.reset_stream(self.id, code)
+        conn.flush()
+        self._wake()
+
+    def _wake(self) -> None:
+        self._window.set()
+
+    _trailers: list[tuple[bytes, bytes]] | None = None
+
+
+class Connection(asyncio.Protocol):
+    """One HTTP/2 connection (see the module docstring)."""
+
+    def __init__(self, handler: Handler, *, settings: dict[int, int] | None = None) -> None:
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False
+        )
+        self.h2 = h2.connection.H2Connection(config)
+        self._handler = handler
+        self._settings = settings or {}
+        self.transport: Any = None
+        self.streams: dict[int, Stream] = {}
+        self._tasks: dict[asyncio.Task[None], Stream] = {}
+        self._blocked: dict[int, Stream] = {}
+        self.peer_common_name: str | None = None
+        self.closed = False
+        self.lost = asyncio.Event()
+        """Set once the connection is gone (:meth:`connection_lost`)."""
+
+    # -- asyncio protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        cert = transport.get_extra_info("peercert")
+        if cert:  # present only when the client CA verified it
+            for rdn in cert.get("subject", ()):
+                for key, value in rdn:
+                    if key == "commonName":
+                        self.peer_common_name = value
+        self.h2.initiate_connection()
+        if self._settings:
+            self.h2.update_settings(self._settings)
+        self.flush()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self.lost.set()
+        for stream in self.streams.values():
+            stream.closed = True
+            stream._received(None)
+            stream._wake()
+        for task in self._tasks:
+            task.cancel()
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        self._unblock()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as err:
+            log.info("HTTP/2 protocol error from a client: %s", err)
+            self.flush()
+            self.transport.close()
+            return
+        for event in events:
+            self._event(event)
+        self.flush()
+
+    def _event(self, event: Any) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            stream = Stream(self, event.stream_id, event.headers)
+            self.streams[event.stream_id] = stream
+            task = asyncio.get_running_loop().create_task(
+                self._serve(stream), name=f"h2-stream {event.stream_id}"
+            )
+            self._tasks[task] = stream
+            task.add_done_callback(self._forget)
+            if event.stream_ended is not None:
+                stream._received(None)
+        elif isinstance(event, h2.events.DataReceived):
+            receiver = self.streams.get(event.stream_id)
+            if receiver is None:
+                self.acknowledge(event.stream_id, event.flow_controlled_length)
+            else:
+                receiver._received(event.data, event.flow_controlled_length)
+                if event.stream_ended is not None:
+                    receiver._received(None)
+        elif isinstance(event, h2.events.StreamEnded):
+            ended = self.streams.get(event.stream_id)
+            if ended is not None:
+                ended._received(None)
+        elif isinstance(event, h2.events.StreamReset):
+            reset = self.streams.pop(event.stream_id, None)
+            if reset is not None:
+                reset.closed = True
+                reset._received(None)
+                reset._wake()
+        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            self._unblock()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.transport.close()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
+    async def _serve(self, stream: Stream) -> None:
+        try:
+            await self._handler(stream)
+        except asyncio.CancelledError:
+            stream.reset()
+            raise
+        except Exception:
+            log.exception("HTTP/2 stream %d failed", stream.id)
+            stream.reset(0x2)  # INTERNAL_ERROR
+        finally:
+            if not stream.ended:
+                stream.reset()
+            self.streams.pop(stream.id, None)
+
+    async def shut(self, grace: float) -> None:
+        """GOAWAY; give the requests in flight ``grace`` seconds, cancel the rest and the long-lived
+        ones; close, and abort if the socket does not close at once (a client that stopped reading
+        cannot keep it)."""
+        if self.transport is None or self.closed:
+            return
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self.h2.close_connection()
+        self.flush()
+        calls = {task for task, stream in self._tasks.items() if not stream.long_lived}
+        if calls:
+            await asyncio.wait(calls, timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        self.transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self.lost.wait()
+        if not self.closed:
+            self.transport.abort()
+            await self.lost.wait()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """``size`` bytes of ``stream_id``'s body were consumed: reopen the client's windows."""
+        if size and not self.closed:
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self.h2.acknowledge_received_data(size, stream_id)
+            self.flush()
+
+    # -- writing --------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what h2 has to send (control frames, headers)."""
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def push(self, stream: Stream) -> None:
+        """Write as much of ``stream``'s queued DATA as the windows allow (then its trailers)."""
+        if self.closed or stream.closed:
+            return
+        h2conn = self.h2
+        state = h2conn.streams.get(stream.id)
+        if state is None:
+            stream.closed = True
+            stream._wake()
+            return
+        frame_limit = h2conn.max_outbound_frame_size
+        pending = stream._pending
+        out: list[bytes] = []
+        while pending:
+            window = min(h2conn.outbound_flow_control_window, state.outbound_flow_control_window)
+            if window <= 0 or self.transport.get_write_buffer_size() > _HIGH_WATER:
+                break
+            payload = pending[0]
+            size = min(len(payload), window, frame_limit)
+            if size < len(payload):
+                pending[0] = payload[size:]
+                payload = payload[:size]
+            else:
+                pending.popleft()
+            out.append(data_frame(stream.id, payload))
+            stream._pending_size -= size
+            # Debit h2's windows as its own send_data would, so they stay exact.
+            h2conn.outbound_flow_control_window -= size
+            state.outbound_flow_control_window -= size
+        if out:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if pending:
+            self._blocked[stream.id] = stream
+        else:
+            self._blocked.pop(stream.id, None)
+            if stream._trailers is not None:
+                trailers, stream._trailers = stream._trailers, None
+                with contextlib.suppress(h2.exceptions.H2Error):
+                    h2conn.send_headers(stream.id, trailers, end_stream=True)
+                self.flush()
+        stream._wake()
+
+    def _unblock(self) -> None:
+        for stream in list(self._blocked.values()):
+            self.push(stream)
+
+
+def server_ssl(context: ssl.SSLContext) -> ssl.SSLContext:
+    """``context`` offering HTTP/2 (ALPN ``h2``), as gRPC clients require."""
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+DEFAULT_SETTINGS: dict[int, int] = {
+    h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 10_000,
+    h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20,
+    h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
+}

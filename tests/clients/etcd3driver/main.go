@@ -2,14 +2,30 @@
 // (clientv3 3.4, Debian's golang-etcd-server-dev) and prints one JSON object per line per result,
 // for tests/clients/test_etcd_clients.py (run through tests/support/etcd3driver.py).
 //
-//	etcd3driver SCENARIO --endpoints URL[,URL] --prefix /registry-x [--resource flunders]
+//	etcd3driver SCENARIO --endpoints URL[,URL] --prefix /registry-x
+//	    [--resource flunders] [--other-resource fischers]
 //	    [--cacert F --cert F --key F] [--user name:password] [--timeout 20s] [--dial-timeout 10s]
-//	    [scenario flags]
+//	    [--count 7 --limit 3 (list)] [--ttl N (create, lease)] [--compacted (watch)]
 //
-// Keys follow the apiserver's layout: the resource prefix is PREFIX/RESOURCE, an object is
-// PREFIX/RESOURCE/NAMESPACE/NAME, the health key is PREFIX/health, the compactor's key is the
-// literal compact_rev_key. Every line has a "step"; the last one is {"step":"done"}, or
-// {"step":"error",...} with exit code 1 (2: bad arguments, 3: the scenario overran --timeout).
+// Keys follow the apiserver's layout (PREFIX is its --etcd-prefix): the resource prefix is
+// PREFIX/RESOURCE, an object is PREFIX/RESOURCE/default/NAME; the list and watch scenarios also write
+// an object of another, cluster-scoped resource, PREFIX/OTHER/NAME, which they must not see; the
+// health key is PREFIX/health; the compactor's key is the literal compact_rev_key.
+//
+// Every line has a "step"; the last one is {"step":"done"}, or {"step":"error","at":STEP,...} with
+// exit code 1 (2: bad arguments, 3: the scenario overran --timeout). The shapes of the other lines:
+//
+//	txn:      {step, succeeded, revision (header), responses: [op...]}, op one of
+//	          {type:"put", revision, prev_kv}, {type:"range", revision, kvs, count, more},
+//	          {type:"delete_range", revision, deleted, prev_kvs}
+//	range:    {step, revision (header), kvs, count, more}
+//	kv:       {key, value, create_revision, mod_revision, version, lease}
+//	event:    {step:"event", response_revision, type:"PUT"|"DELETE", key, value, create_revision,
+//	          mod_revision, version, lease, is_create, is_modify, has_prev_kv, prev_kv, prev_mod_revision}
+//	response: {step, revision, events (count), canceled, created, compact_revision, is_progress_notify,
+//	          err (WatchResponse.Err() text or null)}
+//
+// A header revision is -1 when the server sent no header (the apiserver would crash on it).
 //
 // Built in GOPATH mode: GO111MODULE=off GOPATH=$dir:/usr/share/gocode go build.
 package main
@@ -40,6 +56,7 @@ type options struct {
 	endpoints []string
 	prefix    string
 	resource  string
+	other     string
 	cacert    string
 	cert      string
 	key       string
@@ -52,11 +69,14 @@ type options struct {
 	compacted bool
 }
 
-// resourcePrefix is the apiserver's resource prefix (no trailing "/"), e.g. /registry/flunders.
+// resourcePrefix is the apiserver's resource prefix (no trailing "/"), e.g. /registry/wardle.example.com/flunders.
 func (o *options) resourcePrefix() string { return o.prefix + "/" + o.resource }
 
 // object is the key of a namespaced object of the resource.
 func (o *options) object(name string) string { return o.resourcePrefix() + "/default/" + name }
+
+// otherObject is the key of an object of the other resource (lists and watches must not see it).
+func (o *options) otherObject(name string) string { return o.prefix + "/" + o.other + "/" + name }
 
 var out = struct {
 	sync.Mutex
@@ -103,6 +123,7 @@ func main() {
 	endpoints := fs.String("endpoints", "", "comma-separated client URLs")
 	fs.StringVar(&o.prefix, "prefix", "", "the apiserver's --etcd-prefix, without a trailing /")
 	fs.StringVar(&o.resource, "resource", "flunders", "resource name: keys are PREFIX/RESOURCE/default/NAME")
+	fs.StringVar(&o.other, "other-resource", "fischers", "a cluster-scoped resource beside it: PREFIX/OTHER/NAME")
 	fs.StringVar(&o.cacert, "cacert", "", "CA bundle verifying the server")
 	fs.StringVar(&o.cert, "cert", "", "client certificate")
 	fs.StringVar(&o.key, "key", "", "client key")
@@ -329,6 +350,7 @@ func watchResponseJSON(step string, resp *clientv3.WatchResponse) M {
 
 // scenarioCreate: store.Create twice on one key (the second must fail with no responses), then
 // the object read back; with --ttl the object carries a fresh lease, as TTL'd resources do.
+// Steps: [grant {id, ttl, revision}], create (txn), create-again (txn), get (range).
 func scenarioCreate(ctx context.Context, c *clientv3.Client, o *options) error {
 	key := o.object("created")
 	var lease clientv3.LeaseID
@@ -361,6 +383,7 @@ func scenarioCreate(ctx context.Context, c *clientv3.Client, o *options) error {
 // scenarioUpdate: GuaranteedUpdate's optimistic put with the right revision, with a stale one
 // (fails and returns the current object), retried with the revision it returned; and an update
 // of an object that does not exist (fails with an empty range).
+// Steps: create, update, update-stale, update-retry (txns), get (range), update-missing (txn).
 func scenarioUpdate(ctx context.Context, c *clientv3.Client, o *options) error {
 	key := o.object("updated")
 	created, err := succeeded("create")(create(ctx, c, key, "v1", 0))
@@ -397,6 +420,7 @@ func scenarioUpdate(ctx context.Context, c *clientv3.Client, o *options) error {
 
 // scenarioDelete: conditionalDelete with a stale revision (fails, Responses[0] is a range with the
 // current object), with the right one, and again on the deleted key.
+// Steps: create, update, delete-stale, delete (txns), get (range), delete-again (txn).
 func scenarioDelete(ctx context.Context, c *clientv3.Client, o *options) error {
 	key := o.object("deleted")
 	created, err := succeeded("create")(create(ctx, c, key, "v1", 0))
@@ -434,14 +458,15 @@ func scenarioDelete(ctx context.Context, c *clientv3.Client, o *options) error {
 // page at the current revision, later pages from lastKey+"\x00" at the first page's revision while
 // an object is created and another deleted in between; then the count-only, keys-only and
 // GetCurrentResourceVersion reads.
+// Steps: setup ×count, setup-other (txns), page (range + page number and start key), changed-create,
+// changed-delete (txns), page ×n, count-only, keys-only, current-revision (ranges).
 func scenarioList(ctx context.Context, c *clientv3.Client, o *options) error {
 	for i := 0; i < o.count; i++ {
 		if _, err := succeeded("setup")(create(ctx, c, o.object(fmt.Sprintf("item-%02d", i)), fmt.Sprintf("v%d", i), 0)); err != nil {
 			return err
 		}
 	}
-	other := o.prefix + "/other" + o.resource + "/default/x"
-	if _, err := succeeded("setup-other")(create(ctx, c, other, "x", 0)); err != nil {
+	if _, err := succeeded("setup-other")(create(ctx, c, o.otherObject("x"), "x", 0)); err != nil {
 		return err
 	}
 	start := o.resourcePrefix() + "/"
@@ -513,6 +538,10 @@ func next(ctx context.Context, ch clientv3.WatchChan) (clientv3.WatchResponse, b
 // scenarioWatch: the cacher's watch (require leader, prefix, from list revision+1, prev_kv,
 // progress notify) sees a create, an update and a delete (and not a write to another resource),
 // then a requested progress notification; with --compacted, a compaction and a watch from before it.
+// Steps: setup (txn), list (range), watching {key, start_revision}, write-create, write-update,
+// write-other, write-delete (txns), then per watch response a response line followed by its event
+// lines, then progress (response) lines up to the progress notification; with --compacted: compact
+// {revision, header_revision}, watch-compacted (response + start_revision), watch-compacted-closed.
 func scenarioWatch(ctx context.Context, c *clientv3.Client, o *options) error {
 	a, b := o.object("a"), o.object("b")
 	if _, err := succeeded("setup")(create(ctx, c, a, "a1", 0)); err != nil {
@@ -539,7 +568,7 @@ func scenarioWatch(ctx context.Context, c *clientv3.Client, o *options) error {
 	if err != nil {
 		return err
 	}
-	if _, err = succeeded("write-other")(create(ctx, c, o.prefix+"/other"+o.resource+"/default/b", "x", 0)); err != nil {
+	if _, err = succeeded("write-other")(create(ctx, c, o.otherObject("b"), "x", 0)); err != nil {
 		return err
 	}
 	if _, err = succeeded("write-delete")(remove(ctx, c, b, updated)); err != nil {
@@ -621,6 +650,9 @@ func watchCompacted(ctx context.Context, c *clientv3.Client, key string, from in
 
 // scenarioLease: Grant, a create txn with the lease, TimeToLive with keys, KeepAliveOnce, Leases,
 // Revoke, and the key gone.
+// Steps: grant {id, ttl, revision}, put (txn), get (range), timetolive {id, ttl, granted_ttl, keys,
+// revision}, keepalive {id, ttl, revision}, leases {ids, revision}, revoke {revision},
+// get-after-revoke (range), timetolive-after-revoke, leases-after-revoke.
 func scenarioLease(ctx context.Context, c *clientv3.Client, o *options) error {
 	ttl := o.ttl
 	if ttl == 0 {
@@ -734,6 +766,8 @@ func compact(ctx context.Context, c *clientv3.Client, round int, t, rev int64) (
 // scenarioCompactor: two rounds of one apiserver's compactor (the first only records a revision,
 // the second compacts it), then a round of a second apiserver that starts from t=0 and learns the
 // clock from the failed txn, then its next round, which succeeds.
+// Steps: compactor (txn + round, t sent, rev sent, version = t afterwards, compacted = the revision
+// compacted or 0, [compact_error]) ×4, with a write (txn) after each of the first two rounds.
 func scenarioCompactor(ctx context.Context, c *clientv3.Client, o *options) error {
 	t, rev := int64(0), int64(0)
 	var err error
@@ -756,6 +790,8 @@ func scenarioCompactor(ctx context.Context, c *clientv3.Client, o *options) erro
 
 // scenarioHealth: the apiserver's health probe (a plain Get of PREFIX/health) and, per endpoint,
 // Maintenance.Status (DB size monitor, feature support checker).
+// Steps: health (range), status {endpoint, version, db_size, leader, raft_index, raft_term, revision,
+// member_id, cluster_id} per endpoint.
 func scenarioHealth(ctx context.Context, c *clientv3.Client, o *options) error {
 	health, err := c.Get(ctx, o.prefix+"/health")
 	if err != nil {

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ SETUP_HINT = (
     "golang-etcd-server-dev; CI gets them the same way)"
 )
 BUILD_TIMEOUT = 600.0
+PRUNE_AFTER = 24 * 3600.0
 
 
 class DriverUnavailable(RuntimeError):
@@ -75,6 +77,7 @@ def build_driver(cache_root: Path | None = None) -> Path:
     root = cache_root or Path(tempfile.gettempdir()) / f"watchcache-etcd3driver-{os.getuid()}"
     binary = root / _fingerprint(go) / "etcd3driver"
     if binary.is_file():
+        os.utime(binary.parent)  # in use: not pruned
         return binary
     root.mkdir(parents=True, exist_ok=True)
     # Build in a private directory and move the result into place: concurrent sessions (other
@@ -108,7 +111,19 @@ def build_driver(cache_root: Path | None = None) -> Path:
             )
         binary.parent.mkdir(exist_ok=True)
         os.replace(built, binary)
+    _prune(root, keep=binary.parent)
     return binary
+
+
+def _prune(root: Path, *, keep: Path) -> None:
+    """Remove binaries of other sources that no session used for a day (each is ~20 MB)."""
+    stale = time.time() - PRUNE_AFTER
+    for entry in root.iterdir():
+        if entry == keep or entry.name == "gocache" or entry.name.startswith("build-"):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and entry.stat().st_mtime < stale:
+                shutil.rmtree(entry)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from certs import CertFiles, TestCA
+from support.certs import CertFiles, TestCA
 from support.etcd import EtcdServer, EtcdServerTLS
 from support.etcd3driver import DriverUnavailable, Etcd3Driver, build_driver
 from support.etcd_target import ClientTLS, EtcdTarget

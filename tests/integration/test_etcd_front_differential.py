@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from aetcd.rpc import rpc_pb2
-from etcd_helpers import host_port, unique_prefix
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.etcd import host_port, unique_prefix
 from support.etcdv3 import EtcdV3, RpcFailed, WatchStream
 
 from watchcache.config import parse_config

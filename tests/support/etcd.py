@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import ssl
 import subprocess
@@ -16,6 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+import aetcd
 
 from watchcache.etcd.member import EtcdMember, http_json
 from watchcache.etcd.process import EmbeddedEtcd, EtcdGroup
@@ -209,3 +213,32 @@ class EtcdCluster(EtcdGroup):
                 sick = [m.name for m, ok in zip(members, healthy, strict=True) if not ok]
                 raise TimeoutError(f"etcd members {sick} not healthy within {timeout:g} s")
             await asyncio.sleep(POLL_INTERVAL)
+
+
+# -- clients of a test etcd ------------------------------------------------------------------------------
+
+RPC_TIMEOUT = 10.0
+"""Seconds any single etcd RPC of a test client may take (a hung etcd fails the test, not hangs)."""
+
+
+def host_port(endpoint: str) -> tuple[str, int]:
+    """Split ``http://host:port`` into ``(host, port)``."""
+    parts = urlsplit(endpoint)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"not an etcd endpoint: {endpoint!r}")
+    return parts.hostname, parts.port
+
+
+def etcd_client(endpoint: str, *, timeout: float = RPC_TIMEOUT) -> aetcd.Client:
+    """A direct aetcd client for ``endpoint``; use as ``async with etcd_client(url) as kv:``.
+
+    ``timeout`` bounds each RPC (shorten it when retrying through a failover: etcd itself holds a
+    request up to 7 s when it cannot reach the leader).
+    """
+    host, port = host_port(endpoint)
+    return aetcd.Client(host=host, port=port, timeout=timeout)
+
+
+def unique_prefix() -> str:
+    """A fresh etcd key prefix such as ``/registry-t1a2b3c4d``."""
+    return f"/registry-t{secrets.token_hex(4)}"

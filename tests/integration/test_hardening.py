@@ -24,8 +24,9 @@ import aiohttp
 import orjson
 import pytest
 import yaml
-from etcd_helpers import wait_until
-from test_security import Api, keyspace
+from support.rest import Api
+from support.tenants import keyspace
+from support.waiting import wait_until
 
 from watchcache.config import parse_config
 from watchcache.etcd.process import free_port

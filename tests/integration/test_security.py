@@ -13,9 +13,7 @@ import asyncio
 import base64
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +21,30 @@ import aetcd
 import aiohttp
 import orjson
 import pytest
-import yaml
-from certs import CertFiles, TestCA
-from etcd_helpers import etcd_client, wait_until
-from support.etcd import EtcdServer, EtcdServerTLS
-from yarl import URL
+from support.certs import CertFiles, TestCA
+from support.etcd import EtcdServer, EtcdServerTLS, etcd_client
+from support.rest import JSON, Api, next_event
+from support.tenants import (
+    ALL_VERBS,
+    FISCHERS,
+    FLUNDERS,
+    GADGETS,
+    GROUPS,
+    MERGE_PATCH,
+    READ_VERBS,
+    RESOURCES,
+    TOKENS,
+    WIDGETS,
+    WRITE_VERBS,
+    Res,
+    call_verb,
+    client_ssl,
+    config_text,
+    keyspace,
+    serve,
+    stored,
+)
+from support.waiting import wait_until
 
 from watchcache.cache.settings import CacheSettings
 from watchcache.config import parse_config
@@ -37,261 +54,6 @@ from watchcache.etcd.types import EtcdTLS
 from watchcache.service import Service, ServiceOptions
 
 pytestmark = pytest.mark.etcd
-
-JSON = "application/json"
-MERGE_PATCH = "application/merge-patch+json"
-TOKENS = {"wardle": "wardle-token", "acme": "acme-token", "auditor": "auditor-token"}
-WRITE_VERBS = ("CREATE", "UPDATE", "PATCH", "DELETE")
-READ_VERBS = ("LIST", "GET", "WATCH")
-ALL_VERBS = READ_VERBS + WRITE_VERBS
-
-
-@dataclass(frozen=True)
-class Res:
-    """One served resource and its URLs."""
-
-    group: str
-    version: str
-    resource: str
-    kind: str
-    namespaced: bool
-
-    def collection(self, namespace: str | None = "default") -> str:
-        scope = f"namespaces/{namespace}/" if self.namespaced and namespace else ""
-        return f"/apis/{self.group}/{self.version}/{scope}{self.resource}"
-
-    def item(self, name: str, namespace: str = "default") -> str:
-        return f"{self.collection(namespace)}/{name}"
-
-    def obj(self, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": name}
-        if self.namespaced:
-            meta["namespace"] = namespace
-        return {
-            "apiVersion": f"{self.group}/{self.version}",
-            "kind": self.kind,
-            "metadata": meta,
-            "spec": spec,
-        }
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "versions": [self.version],
-            "resource": self.resource,
-            "kind": self.kind,
-            "namespaced": self.namespaced,
-        }
-
-
-FLUNDERS = Res("wardle.example.com", "v1alpha1", "flunders", "Flunder", True)
-FISCHERS = Res("wardle.example.com", "v1alpha1", "fischers", "Fischer", False)
-WIDGETS = Res("acme.example.com", "v1", "widgets", "Widget", True)
-GADGETS = Res("shared.example.com", "v1", "gadgets", "Gadget", True)
-RESOURCES = (FLUNDERS, FISCHERS, WIDGETS, GADGETS)
-GROUPS = sorted({r.group for r in RESOURCES})
-
-
-def config_text(limits: Mapping[str, Mapping[str, float]] | None = None) -> str:
-    """The YAML configuration of the three tenants, with optional ``limits:`` per tenant."""
-    tenants: list[dict[str, Any]] = [
-        {
-            "name": "wardle",
-            "groups": ["wardle.example.com"],
-            "readGroups": ["shared.example.com"],
-            "tokens": [TOKENS["wardle"]],
-        },
-        {"name": "acme", "groups": ["acme.example.com", "shared.example.com"], "tokens": [TOKENS["acme"]]},
-        {
-            "name": "auditor",
-            "groups": [],
-            "readGroups": ["wardle.example.com"],
-            "tokens": [TOKENS["auditor"]],
-        },
-    ]
-    for tenant in tenants:
-        if limits and tenant["name"] in limits:
-            tenant["limits"] = dict(limits[tenant["name"]])
-    return yaml.safe_dump({"resources": [r.config for r in RESOURCES], "tenants": tenants})
-
-
-@asynccontextmanager
-async def serve(
-    endpoints: Sequence[str],
-    prefix: str,
-    *,
-    limits: Mapping[str, Mapping[str, float]] | None = None,
-    **options: Any,
-) -> AsyncIterator[Service]:
-    """A started service over the three tenants, its caches loaded."""
-    opts = ServiceOptions(
-        config=parse_config(config_text(limits)),
-        etcd_servers=tuple(endpoints),
-        etcd_prefix=prefix,
-        port=0,
-        **options,
-    )
-    async with Service(opts) as svc:
-        assert svc.storage is not None
-        await svc.storage.wait_ready(10)
-        yield svc
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: Mapping[str, str]
-    body: Any
-    """The decoded JSON body, or None (empty, not JSON, or a watch stream left unread)."""
-
-    def is_status(self, code: int, reason: str | None = None) -> bool:
-        """Whether this is a Kubernetes ``Status`` failure of ``code`` (and ``reason``)."""
-        body = self.body
-        return (
-            self.status == code
-            and isinstance(body, dict)
-            and body.get("kind") == "Status"
-            and body.get("apiVersion") == "v1"
-            and body.get("status") == "Failure"
-            and body.get("code") == code
-            and (reason is None or body.get("reason") == reason)
-            and isinstance(body.get("message"), str)
-        )
-
-
-class Api:
-    """Raw HTTP requests to the service, with one tenant's credentials (or none)."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base: str,
-        *,
-        token: str | None = None,
-        authorization: str | None = None,
-    ) -> None:
-        self.session = session
-        self.base = base
-        self.authorization = (
-            authorization if authorization is not None else (f"Bearer {token}" if token else None)
-        )
-
-    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        headers = {"Authorization": self.authorization} if self.authorization else {}
-        headers.update(extra or {})
-        return headers
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        raw: bytes | None = None,
-        content_type: str = JSON,
-        query: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Reply:
-        data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
-        extra = dict(headers or {})
-        if data is not None:
-            extra.setdefault("Content-Type", content_type)
-        url = URL(self.base + path, encoded=True)
-        if query:
-            url = url.with_query(query)
-        async with asyncio.timeout(30):
-            async with self.session.request(method, url, data=data, headers=self._headers(extra)) as resp:
-                payload = await resp.read()
-                try:
-                    decoded = orjson.loads(payload) if payload else None
-                except orjson.JSONDecodeError:
-                    decoded = None
-                return Reply(resp.status, dict(resp.headers), decoded)
-
-    @asynccontextmanager
-    async def watch(self, path: str, **query: str) -> AsyncIterator[aiohttp.ClientResponse]:
-        """An open watch response (any status); closed on leaving the block."""
-        url = URL(self.base + path, encoded=True).with_query({"watch": "true", **query})
-        async with asyncio.timeout(30):
-            resp = await self.session.get(url, headers=self._headers())
-        try:
-            yield resp
-        finally:
-            resp.close()
-
-    async def watch_status(self, path: str) -> Reply:
-        """Open a watch and only look at its answer: 200 (left unread), else its Status."""
-        async with self.watch(path) as resp:
-            if resp.status == 200:
-                return Reply(200, dict(resp.headers), None)
-            async with asyncio.timeout(10):
-                return Reply(resp.status, dict(resp.headers), orjson.loads(await resp.read()))
-
-    async def verb(self, verb: str, res: Res, name: str, namespace: str = "default") -> Reply:
-        """One of LIST, GET, WATCH, CREATE, UPDATE, PATCH, DELETE on ``res`` (object ``name``)."""
-        if verb == "LIST":
-            return await self.call("GET", res.collection(namespace))
-        if verb == "GET":
-            return await self.call("GET", res.item(name, namespace))
-        if verb == "WATCH":
-            return await self.watch_status(res.collection(namespace))
-        if verb == "CREATE":
-            return await self.call("POST", res.collection(namespace), body=res.obj(name + "-new", namespace))
-        if verb == "UPDATE":
-            return await self.call(
-                "PUT", res.item(name, namespace), body=res.obj(name, namespace, changed=True)
-            )
-        if verb == "PATCH":
-            return await self.call(
-                "PATCH", res.item(name, namespace), body={"spec": {"patched": True}}, content_type=MERGE_PATCH
-            )
-        if verb == "DELETE":
-            return await self.call("DELETE", res.item(name, namespace))
-        raise ValueError(verb)
-
-
-async def next_event(resp: aiohttp.ClientResponse, within: float = 10.0) -> dict[str, Any]:
-    """The next event line of a watch stream (fails the test after ``within`` seconds)."""
-    async with asyncio.timeout(within):
-        line = await resp.content.readline()
-    assert line, "the watch stream ended"
-    event: dict[str, Any] = orjson.loads(line)
-    return event
-
-
-def is_progress_key(key: bytes) -> bool:
-    """Whether ``key`` is a cache's progress key ``{prefix}/{group}/{resource}`` (rewritten by
-    consistent reads of that resource: not an object, and inside the resource's own group)."""
-    return any(key.endswith(f"/{r.group}/{r.resource}".encode()) for r in RESOURCES)
-
-
-async def keyspace(kv: aetcd.Client, *, outside: Sequence[str] = ()) -> dict[bytes, int]:
-    """Every key in etcd with its mod_revision, except the caches' progress keys and the keys under
-    one of the ``outside`` prefixes."""
-    prefixes = tuple(p.encode() for p in outside)
-    result = await kv.get_all(keys_only=True)
-    return {
-        item.key: item.mod_revision
-        for item in result
-        if not item.key.startswith(prefixes) and not is_progress_key(item.key)
-    }
-
-
-async def stored(kv: aetcd.Client, prefix: str, group: str) -> dict[bytes, int]:
-    """Object keys (and their mod_revisions) under ``{prefix}/{group}/``, without the caches'
-    progress keys (``{prefix}/{group}/{resource}``)."""
-    base = f"{prefix}/{group}/".encode()
-    result = await kv.get_prefix(base, keys_only=True)
-    return {item.key: item.mod_revision for item in result if b"/" in item.key[len(base) :]}
-
-
-def client_ssl(ca: TestCA, cert: CertFiles | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca.cert_file)
-    if cert is not None:
-        context.load_cert_chain(cert.cert, cert.key)
-    return context
-
 
 # -- fixtures --------------------------------------------------------------------------------------------
 
@@ -364,7 +126,7 @@ async def test_no_credentials_is_401_on_every_verb_and_discovery(
     before = await keyspace(etcd_kv)
     failures = []
     for verb in ALL_VERBS:
-        reply = await anonymous.verb(verb, FLUNDERS, "seed")
+        reply = await call_verb(anonymous, verb, FLUNDERS, "seed")
         if not reply.is_status(401, "Unauthorized"):
             failures.append((verb, reply.status, reply.body))
     for path in (
@@ -408,7 +170,7 @@ async def test_health_and_version_are_open_without_credentials(anonymous: Api) -
 async def test_unknown_token_is_401(svc: Service, session: aiohttp.ClientSession, authorization: str) -> None:
     """An unknown or malformed bearer token is 401 Unauthorized, on resources and on discovery."""
     api = Api(session, svc.url, authorization=authorization)
-    for reply in (await api.verb("LIST", FLUNDERS, "x"), await api.call("GET", "/apis")):
+    for reply in (await call_verb(api, "LIST", FLUNDERS, "x"), await api.call("GET", "/apis")):
         assert reply.is_status(401, "Unauthorized"), reply
 
 
@@ -416,15 +178,15 @@ async def test_basic_auth_is_401(svc: Service, session: aiohttp.ClientSession) -
     """HTTP Basic credentials are never accepted, even when they carry a valid token: 401."""
     for secret in ("wardle:wardle-token", "wardle-token:", "wardle-token"):
         api = Api(session, svc.url, authorization="Basic " + base64.b64encode(secret.encode()).decode())
-        reply = await api.verb("LIST", FLUNDERS, "x")
+        reply = await call_verb(api, "LIST", FLUNDERS, "x")
         assert reply.is_status(401, "Unauthorized"), (secret, reply)
 
 
 async def test_config_token_authenticates_as_its_tenant(wardle: Api) -> None:
     """A token from the config authenticates as its tenant: its own groups answer, another's are 403."""
-    assert (await wardle.verb("LIST", FLUNDERS, "x")).status == 200
+    assert (await call_verb(wardle, "LIST", FLUNDERS, "x")).status == 200
     assert (await wardle.call("GET", "/metrics")).status == 200
-    assert (await wardle.verb("LIST", WIDGETS, "x")).is_status(403, "Forbidden")
+    assert (await call_verb(wardle, "LIST", WIDGETS, "x")).is_status(403, "Forbidden")
 
 
 async def test_token_auth_file_token_authenticates(
@@ -435,12 +197,12 @@ async def test_token_auth_file_token_authenticates(
     token_file.write_text('# comment\nfile-acme-token,acme,1001,"system:masters,wardle"\n')
     async with serve(etcd_endpoints, prefix, token_auth_file=str(token_file)) as service:
         api = Api(session, service.url, token="file-acme-token")
-        assert (await api.verb("LIST", WIDGETS, "x")).status == 200
+        assert (await call_verb(api, "LIST", WIDGETS, "x")).status == 200
         # The CSV's groups give nothing: the tenant is "acme", whatever groups the file lists.
-        assert (await api.verb("LIST", FLUNDERS, "x")).is_status(403, "Forbidden")
+        assert (await call_verb(api, "LIST", FLUNDERS, "x")).is_status(403, "Forbidden")
         # The config's tokens still work beside the file's.
         assert (
-            await Api(session, service.url, token=TOKENS["wardle"]).verb("LIST", FLUNDERS, "x")
+            await call_verb(Api(session, service.url, token=TOKENS["wardle"]), "LIST", FLUNDERS, "x")
         ).status == 200
 
 
@@ -472,9 +234,9 @@ async def test_client_certificate_cn_is_the_tenant(tls_svc: Service, test_ca: Te
         connector=aiohttp.TCPConnector(ssl=client_ssl(test_ca, cert))
     ) as session:
         api = Api(session, tls_svc.url)
-        assert (await api.verb("LIST", WIDGETS, "x")).status == 200
-        assert (await api.verb("CREATE", GADGETS, "by-cert")).status == 201
-        assert (await api.verb("LIST", FLUNDERS, "x")).is_status(403, "Forbidden")
+        assert (await call_verb(api, "LIST", WIDGETS, "x")).status == 200
+        assert (await call_verb(api, "CREATE", GADGETS, "by-cert")).status == 201
+        assert (await call_verb(api, "LIST", FLUNDERS, "x")).is_status(403, "Forbidden")
         apis = await api.call("GET", "/apis")
         assert {g["name"] for g in apis.body["groups"]} == {"acme.example.com", "shared.example.com"}
 
@@ -483,9 +245,11 @@ async def test_token_over_https_and_no_credentials_over_https(tls_svc: Service, 
     """Over HTTPS a bearer token works, and a request with neither token nor certificate is 401."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(test_ca))) as session:
         assert (
-            await Api(session, tls_svc.url, token=TOKENS["wardle"]).verb("LIST", FLUNDERS, "x")
+            await call_verb(Api(session, tls_svc.url, token=TOKENS["wardle"]), "LIST", FLUNDERS, "x")
         ).status == 200
-        assert (await Api(session, tls_svc.url).verb("LIST", FLUNDERS, "x")).is_status(401, "Unauthorized")
+        assert (await call_verb(Api(session, tls_svc.url), "LIST", FLUNDERS, "x")).is_status(
+            401, "Unauthorized"
+        )
 
 
 async def test_certificate_without_client_auth_usage_is_rejected(tls_svc: Service, test_ca: TestCA) -> None:
@@ -494,7 +258,7 @@ async def test_certificate_without_client_auth_usage_is_rejected(tls_svc: Servic
     context = client_ssl(test_ca, server_only)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
         try:
-            reply = await Api(session, tls_svc.url).verb("LIST", WIDGETS, "x")
+            reply = await call_verb(Api(session, tls_svc.url), "LIST", WIDGETS, "x")
         except (aiohttp.ClientError, ssl.SSLError, ConnectionError):
             return  # the handshake failed
         assert reply.is_status(401, "Unauthorized"), reply
@@ -507,7 +271,7 @@ async def test_client_certificate_with_unknown_cn_is_401(tls_svc: Service, test_
         connector=aiohttp.TCPConnector(ssl=client_ssl(test_ca, cert))
     ) as session:
         api = Api(session, tls_svc.url)
-        assert (await api.verb("LIST", WIDGETS, "x")).is_status(401, "Unauthorized")
+        assert (await call_verb(api, "LIST", WIDGETS, "x")).is_status(401, "Unauthorized")
         assert (await api.call("GET", "/apis")).is_status(401, "Unauthorized")
 
 
@@ -522,7 +286,7 @@ async def test_client_certificate_from_another_ca_is_rejected(
         api = Api(session, tls_svc.url)
         for verb in ("LIST", "CREATE"):
             try:
-                reply = await api.verb(verb, WIDGETS, "rogue")
+                reply = await call_verb(api, verb, WIDGETS, "rogue")
             except (aiohttp.ClientError, ssl.SSLError, ConnectionError):
                 continue  # the handshake (or the first read after a TLS 1.3 handshake) failed
             assert reply.is_status(401, "Unauthorized"), reply
@@ -537,14 +301,16 @@ async def test_tokens_are_never_logged(
     caplog.set_level(logging.DEBUG)
     wardle = Api(session, svc.url, token=TOKENS["wardle"])
     for verb in ALL_VERBS:
-        await wardle.verb(verb, FLUNDERS, "seed")
-    await wardle.verb("GET", FLUNDERS, "absent")
-    await wardle.verb("LIST", WIDGETS, "seed")  # 403
+        await call_verb(wardle, verb, FLUNDERS, "seed")
+    await call_verb(wardle, "GET", FLUNDERS, "absent")
+    await call_verb(wardle, "LIST", WIDGETS, "seed")  # 403
     await wardle.call("GET", FLUNDERS.collection(), query={"labelSelector": "!!!"})  # 400
-    assert (await Api(session, svc.url, token=wrong).verb("LIST", FLUNDERS, "x")).status == 401
+    assert (await call_verb(Api(session, svc.url, token=wrong), "LIST", FLUNDERS, "x")).status == 401
     assert (await Api(session, svc.url, token=wrong).call("GET", "/apis")).status == 401
     basic = "Basic " + base64.b64encode(f"wardle:{TOKENS['acme']}".encode()).decode()
-    assert (await Api(session, svc.url, authorization=basic).verb("CREATE", FLUNDERS, "x")).status == 401
+    assert (
+        await call_verb(Api(session, svc.url, authorization=basic), "CREATE", FLUNDERS, "x")
+    ).status == 401
     assert any(r.getMessage() == "request" for r in caplog.records), (
         "the per-request debug line was not logged"
     )
@@ -566,7 +332,7 @@ async def test_another_tenants_group_is_forbidden_on_every_verb(
     failures = []
     for api, res in ((wardle, WIDGETS), (acme, FLUNDERS), (acme, FISCHERS)):
         for verb in ALL_VERBS:
-            reply = await api.verb(verb, res, "seed")
+            reply = await call_verb(api, verb, res, "seed")
             if not reply.is_status(403, "Forbidden"):
                 failures.append((res.resource, verb, reply.status, reply.body))
     assert failures == []
@@ -577,9 +343,9 @@ async def test_read_groups_are_read_only(wardle: Api, seeded: dict[Res, str], et
     """In a readGroups group a tenant may list, get and watch (200) but every write is 403 Forbidden."""
     before = await keyspace(etcd_kv)
     for verb in READ_VERBS:
-        assert (await wardle.verb(verb, GADGETS, "seed")).status == 200, verb
+        assert (await call_verb(wardle, verb, GADGETS, "seed")).status == 200, verb
     for verb in WRITE_VERBS:
-        assert (await wardle.verb(verb, GADGETS, "seed")).is_status(403, "Forbidden"), verb
+        assert (await call_verb(wardle, verb, GADGETS, "seed")).is_status(403, "Forbidden"), verb
     assert await keyspace(etcd_kv) == before
 
 
@@ -591,13 +357,13 @@ async def test_read_only_tenant_can_only_read(
     failures = []
     for res in (FLUNDERS, FISCHERS):
         for verb in ALL_VERBS:
-            reply = await auditor.verb(verb, res, "seed")
+            reply = await call_verb(auditor, verb, res, "seed")
             ok = reply.status == 200 if verb in READ_VERBS else reply.is_status(403, "Forbidden")
             if not ok:
                 failures.append((res.resource, verb, reply.status))
     for res in (WIDGETS, GADGETS):
         for verb in ALL_VERBS:
-            reply = await auditor.verb(verb, res, "seed")
+            reply = await call_verb(auditor, verb, res, "seed")
             if not reply.is_status(403, "Forbidden"):
                 failures.append((res.resource, verb, reply.status))
     assert failures == []
@@ -618,7 +384,7 @@ async def test_unknown_group_version_or_resource_is_404_for_everyone(
     for api in (wardle, acme, auditor):
         for res in unknown:
             for verb in ALL_VERBS:
-                reply = await api.verb(verb, res, "x")
+                reply = await call_verb(api, verb, res, "x")
                 if not reply.is_status(404, "NotFound"):
                     failures.append((api.authorization, res, verb, reply.status))
     assert failures == []
@@ -665,9 +431,9 @@ async def test_watch_stream_never_carries_other_groups(wardle: Api, acme: Api) -
         assert stream.status == 200
         events = []
         for step in ("1", "2"):
-            assert (await acme.verb("CREATE", WIDGETS, f"w{step}")).status == 201
-            assert (await acme.verb("CREATE", GADGETS, f"g{step}")).status == 201
-            assert (await acme.verb("CREATE", WIDGETS, f"w{step}", namespace="other")).status == 201
+            assert (await call_verb(acme, "CREATE", WIDGETS, f"w{step}")).status == 201
+            assert (await call_verb(acme, "CREATE", GADGETS, f"g{step}")).status == 201
+            assert (await call_verb(acme, "CREATE", WIDGETS, f"w{step}", namespace="other")).status == 201
             assert (
                 await wardle.call("POST", FLUNDERS.collection(), body=FLUNDERS.obj(f"f{step}"))
             ).status == 201
@@ -787,7 +553,7 @@ async def test_path_tricks_never_reach_keys_outside_the_resource(
     assert failures == []
     assert await keyspace(etcd_kv, outside=[f"{prefix}/wardle.example.com/"]) == outside
     assert await stored(etcd_kv, prefix, "wardle.example.com") == own
-    assert (await acme.verb("GET", WIDGETS, "seed")).status == 200
+    assert (await call_verb(acme, "GET", WIDGETS, "seed")).status == 200
 
 
 async def test_cluster_scoped_objects_never_store_a_namespace(
@@ -840,8 +606,8 @@ async def test_rate_limit_is_per_tenant(
         acme = Api(session, service.url, token=TOKENS["acme"])
         # Eight quick wardle requests and, at the same moment, three of acme's.
         replies = await asyncio.gather(
-            *(wardle.verb("LIST", FLUNDERS, "x") for _ in range(8)),
-            *(acme.verb("LIST", WIDGETS, "x") for _ in range(3)),
+            *(call_verb(wardle, "LIST", FLUNDERS, "x") for _ in range(8)),
+            *(call_verb(acme, "LIST", WIDGETS, "x") for _ in range(3)),
         )
         mine, theirs = replies[:8], replies[8:]
         statuses = [r.status for r in mine]
@@ -870,7 +636,7 @@ async def test_max_watches_per_tenant(
             third = await wardle.watch_status(FISCHERS.collection())
             assert third.is_status(429, "TooManyRequests") and int(third.headers["Retry-After"]) >= 1
             assert (await acme.watch_status(WIDGETS.collection())).status == 200
-            assert (await wardle.verb("LIST", FLUNDERS, "x")).status == 200  # only watches are capped
+            assert (await call_verb(wardle, "LIST", FLUNDERS, "x")).status == 200  # only watches are capped
         # Both streams are closed: the slots come back once the server notices.
         await wait_until(lambda: _watch_ok(wardle), message="a watch slot freed")
 
@@ -886,7 +652,7 @@ async def test_max_objects_quota(
     async with serve(etcd_endpoints, prefix, limits={"wardle": {"maxObjects": 3}}) as service:
         wardle = Api(session, service.url, token=TOKENS["wardle"])
         for name in ("a", "b"):
-            assert (await wardle.verb("CREATE", FLUNDERS, name)).status == 201
+            assert (await call_verb(wardle, "CREATE", FLUNDERS, name)).status == 201
         assert (await wardle.call("POST", FISCHERS.collection(), body=FISCHERS.obj("c"))).status == 201
         before = await keyspace(etcd_kv)
         for res in (FLUNDERS, FISCHERS):
@@ -897,7 +663,7 @@ async def test_max_objects_quota(
         assert len(await stored(etcd_kv, prefix, "wardle.example.com")) == 3
         # Another tenant's quota is its own.
         assert (
-            await Api(session, service.url, token=TOKENS["acme"]).verb("CREATE", WIDGETS, "w")
+            await call_verb(Api(session, service.url, token=TOKENS["acme"]), "CREATE", WIDGETS, "w")
         ).status == 201
 
 
@@ -1008,7 +774,7 @@ async def test_in_flight_limit_queues_then_429_per_tenant(
     async with serve(etcd_endpoints, prefix, limits=limits, cache=CacheSettings(wait_timeout=2.0)) as service:
         wardle = Api(session, service.url, token=TOKENS["wardle"])
         acme = Api(session, service.url, token=TOKENS["acme"])
-        listed = await wardle.verb("LIST", FLUNDERS, "x")
+        listed = await call_verb(wardle, "LIST", FLUNDERS, "x")
         future = str(int(listed.body["metadata"]["resourceVersion"]) + 1_000_000)
         # Each of these waits (up to wait_timeout) for a resourceVersion etcd has not reached.
         slow = [
@@ -1026,7 +792,7 @@ async def test_in_flight_limit_queues_then_429_per_tenant(
             for reply in rejected:
                 assert reply.is_status(429, "TooManyRequests") and int(reply.headers["Retry-After"]) >= 1
             # wardle's slot and queue are full; acme goes straight in.
-            assert (await acme.verb("LIST", WIDGETS, "x")).status == 200
+            assert (await call_verb(acme, "LIST", WIDGETS, "x")).status == 200
             assert not all(t.done() for t in pending)
             finished = await asyncio.gather(*pending)
             assert [r.status for r in finished] == [504, 504]  # served in turn, not rejected
@@ -1034,7 +800,7 @@ async def test_in_flight_limit_queues_then_429_per_tenant(
             for task in slow:
                 task.cancel()
             await asyncio.gather(*slow, return_exceptions=True)
-        assert (await wardle.verb("LIST", FLUNDERS, "x")).status == 200  # slots are all back
+        assert (await call_verb(wardle, "LIST", FLUNDERS, "x")).status == 200  # slots are all back
 
 
 async def test_one_tenant_flooding_does_not_starve_another(
@@ -1043,12 +809,12 @@ async def test_one_tenant_flooding_does_not_starve_another(
     """While one tenant floods with 200 concurrent LISTs, another's sequential GETs all get 200."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as flood_session:
         flooder = Api(flood_session, svc.url, token=TOKENS["acme"])
-        flood = asyncio.gather(*(flooder.verb("LIST", WIDGETS, "x") for _ in range(200)))
+        flood = asyncio.gather(*(call_verb(flooder, "LIST", WIDGETS, "x") for _ in range(200)))
         gets = []
         try:
             # Bounded well under wardle's own burst (200): only the flood may exhaust anything.
             while (not flood.done() and len(gets) < 100) or len(gets) < 5:
-                gets.append(await wardle.verb("GET", FLUNDERS, "seed"))
+                gets.append(await call_verb(wardle, "GET", FLUNDERS, "seed"))
         finally:
             flood_replies = await flood
     assert [r.status for r in gets if r.status != 200] == []
@@ -1081,10 +847,10 @@ async def test_etcd_over_tls_with_client_certificate(
         wardle = Api(session, service.url, token=TOKENS["wardle"])
         async with wardle.watch(FLUNDERS.collection()) as stream:
             assert stream.status == 200
-            assert (await wardle.verb("CREATE", FLUNDERS, "over-tls")).status == 201
+            assert (await call_verb(wardle, "CREATE", FLUNDERS, "over-tls")).status == 201
             event = await next_event(stream)
             assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "over-tls-new")
-        listed = await wardle.verb("LIST", FLUNDERS, "x")
+        listed = await call_verb(wardle, "LIST", FLUNDERS, "x")
         assert [i["metadata"]["name"] for i in listed.body["items"]] == ["over-tls-new"]
 
 
@@ -1106,7 +872,7 @@ async def test_etcd_over_tls_without_client_certificate_never_serves(
             await service.storage.wait_ready(2)
         wardle = Api(session, service.url, token=TOKENS["wardle"])
         for verb in ("LIST", "CREATE", "GET"):
-            reply = await wardle.verb(verb, FLUNDERS, "x")
+            reply = await call_verb(wardle, verb, FLUNDERS, "x")
             assert reply.status in (429, 503, 504) and reply.is_status(reply.status), (verb, reply)
         ready = await Api(session, service.url).call("GET", "/readyz")
         assert ready.status == 503

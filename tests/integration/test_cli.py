@@ -14,7 +14,7 @@ import pytest
 from watchcache.etcd.process import free_port
 
 WATCHCACHE = [sys.executable, "-m", "watchcache"]
-EXAMPLE = str(Path(__file__).parent.parent / "examples" / "watchcache.yaml")
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "watchcache.yaml")
 
 
 async def run(*args: str) -> tuple[int, str, str]:

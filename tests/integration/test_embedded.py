@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aetcd
 import pytest
-from etcd_helpers import etcd_client, retry, wait_until
-from support.etcd import EtcdCluster, EtcdServer
+from support.etcd import EtcdCluster, EtcdServer, etcd_client
+from support.waiting import retry, wait_until
 
 from watchcache.etcd import process
 from watchcache.etcd.member import EtcdNotFoundError, EtcdStartError, etcd_binary

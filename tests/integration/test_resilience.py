@@ -16,9 +16,9 @@ from typing import Any
 import aetcd
 import orjson
 import pytest
-from etcd_helpers import etcd_client, retry, wait_until
-from resources import FLUNDERS
-from support.etcd import EtcdServer
+from support.etcd import EtcdServer, etcd_client
+from support.waiting import retry, wait_until
+from support.wardle import FLUNDERS, flunder_key, flunder_value, flunders_layout
 
 from watchcache import (
     CacheSettings,
@@ -36,21 +36,6 @@ from watchcache.etcd.client import EtcdClient
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 
 PREFIX = "/registry"
-
-
-def object_key(namespace: str, name: str) -> bytes:
-    return f"{PREFIX}/wardle.example.com/flunders/{namespace}/{name}".encode()
-
-
-def flunder(namespace: str, name: str, **extra: Any) -> bytes:
-    return orjson.dumps(
-        {
-            "apiVersion": "wardle.example.com/v1alpha1",
-            "kind": "Flunder",
-            "metadata": {"name": name, "namespace": namespace},
-            **extra,
-        }
-    )
 
 
 @asynccontextmanager
@@ -93,8 +78,7 @@ async def list_state(resource: Resource) -> list[tuple[str, str, str, bytes]]:
 
 async def etcd_state(direct: EtcdClient, revision: int = 0) -> list[tuple[str, str, str, bytes]]:
     """etcd's own (linearizable) range of the flunders, in the same form as :func:`list_state`."""
-    start = f"{PREFIX}/wardle.example.com/flunders/".encode()
-    end = f"{PREFIX}/wardle.example.com/flunders0".encode()
+    start, end = flunders_layout(PREFIX).list_range()
     result = await direct.range(start, end, revision=revision)
     out = []
     for kv in result.kvs:
@@ -119,14 +103,16 @@ class Expected:
         self.live: set[tuple[str, str]] = set()
 
     async def put(self, namespace: str, name: str, **spec: Any) -> int:
-        result = await self.kv.put(object_key(namespace, name), flunder(namespace, name, spec=spec))
+        result = await self.kv.put(
+            flunder_key(PREFIX, name, namespace), flunder_value(name, namespace, spec=spec)
+        )
         kind = "MODIFIED" if (namespace, name) in self.live else "ADDED"
         self.live.add((namespace, name))
         self.events.append((kind, namespace, name, result.header.revision))
         return int(result.header.revision)
 
     async def delete(self, namespace: str, name: str) -> int:
-        result = await self.kv.delete(object_key(namespace, name))
+        result = await self.kv.delete(flunder_key(PREFIX, name, namespace))
         assert result is not None
         self.live.discard((namespace, name))
         self.events.append(("DELETED", namespace, name, result.header.revision))

@@ -30,9 +30,9 @@ import aiohttp
 import orjson
 import pytest
 import yaml
-from etcd_helpers import etcd_client
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from support.etcd import etcd_client
 from yarl import URL
 
 from watchcache.cache.settings import CacheSettings

@@ -16,8 +16,8 @@ from typing import Any
 import aetcd
 import orjson
 import pytest
-from etcd_helpers import wait_until
-from resources import FLUNDERS
+from support.waiting import wait_until
+from support.wardle import FLUNDERS, flunder, flunder_key, rv
 
 from watchcache import (
     BadRequestError,
@@ -55,24 +55,6 @@ async def serving(endpoints: list[str], prefix: str, **settings: Any) -> AsyncIt
         res = storage.resource(FLUNDERS)
         await res.wait_ready()
         yield res
-
-
-def flunder(
-    name: str, *, namespace: str = "default", labels: dict[str, str] | None = None, size: int = 1
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace}
-    if labels is not None:
-        meta["labels"] = labels
-    return {"apiVersion": V1ALPHA1, "kind": "Flunder", "metadata": meta, "spec": {"size": size}}
-
-
-def key(prefix: str, name: str, namespace: str = "default") -> bytes:
-    """The SPEC's etcd key of a flunder."""
-    return f"{prefix}/{GROUP}/flunders/{namespace}/{name}".encode()
-
-
-def rv(obj: dict[str, Any]) -> int:
-    return int(obj["metadata"]["resourceVersion"])
 
 
 def changed(obj: dict[str, Any], **edits: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -173,10 +155,10 @@ async def test_watch_sees_writes_made_straight_to_etcd(
             # A stale stored resourceVersion and another served apiVersion are both overridden on read.
             obj["metadata"]["resourceVersion"] = "1"
             obj["apiVersion"] = V1BETA1
-            put1 = await etcd_kv.put(key(prefix, "direct"), orjson.dumps(obj))
+            put1 = await etcd_kv.put(flunder_key(prefix, "direct"), orjson.dumps(obj))
             obj["spec"] = {"size": 7}
-            put2 = await etcd_kv.put(key(prefix, "direct"), orjson.dumps(obj))
-            gone = await etcd_kv.delete(key(prefix, "direct"))
+            put2 = await etcd_kv.put(flunder_key(prefix, "direct"), orjson.dumps(obj))
+            gone = await etcd_kv.delete(flunder_key(prefix, "direct"))
             events = await take(w, 3)
         assert summary(events) == [
             ("ADDED", "direct", put1.header.revision),
@@ -228,7 +210,7 @@ async def test_watch_from_old_resource_version_replays_exactly_what_followed(
         b = await res.create(flunder("b"))
         a2 = await update(res, a, size=5)
         b_gone = await res.delete("b", namespace="default")
-        c_put = await etcd_kv.put(key(prefix, "c"), orjson.dumps(flunder("c")))
+        c_put = await etcd_kv.put(flunder_key(prefix, "c"), orjson.dumps(flunder("c")))
         expected = [
             ("ADDED", "a", rv(a)),
             ("ADDED", "b", rv(b)),
@@ -284,7 +266,7 @@ async def test_unset_resource_version_is_consistent(
 ) -> None:
     """resourceVersion unset: an object written straight to etcd just before the watch is ADDED."""
     async with serving(etcd_endpoints, prefix) as res:
-        put = await etcd_kv.put(key(prefix, "fresh"), orjson.dumps(flunder("fresh")))
+        put = await etcd_kv.put(flunder_key(prefix, "fresh"), orjson.dumps(flunder("fresh")))
         async with res.watch() as w:
             assert summary([await next_event(w)]) == [("ADDED", "fresh", put.header.revision)]
 
@@ -667,7 +649,7 @@ async def test_watch_from_near_future_resource_version_waits_for_it(
 ) -> None:
     """A resourceVersion the cache has not reached yet (written straight to etcd) is waited for."""
     async with serving(etcd_endpoints, prefix) as res:
-        put = await etcd_kv.put(key(prefix, "a"), orjson.dumps(flunder("a")))
+        put = await etcd_kv.put(flunder_key(prefix, "a"), orjson.dumps(flunder("a")))
         # No consistent read before: the watch itself must wait until the cache has this revision.
         async with res.watch(resource_version=put.header.revision) as w:
             assert res.cache.revision >= put.header.revision

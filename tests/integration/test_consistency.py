@@ -21,7 +21,7 @@ from typing import Any
 import aetcd
 import orjson
 import pytest
-from resources import FLUNDERS
+from support.wardle import FLUNDERS, flunder, flunder_key
 
 from watchcache import (
     CacheSettings,
@@ -35,19 +35,6 @@ from watchcache.etcd.client import EtcdClient
 pytestmark = pytest.mark.etcd
 
 RV_WAIT = 0.5
-
-
-def object_key(prefix: str, namespace: str, name: str) -> bytes:
-    return f"{prefix}/wardle.example.com/flunders/{namespace}/{name}".encode()
-
-
-def flunder(namespace: str, name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wardle.example.com/v1alpha1",
-        "kind": "Flunder",
-        "metadata": {"name": name, "namespace": namespace},
-        **extra,
-    }
 
 
 @asynccontextmanager
@@ -69,11 +56,11 @@ async def test_read_right_after_a_direct_write_sees_it(
     etcd_endpoints: list[str], prefix: str, etcd_kv: aetcd.Client
 ) -> None:
     """50 alternating puts/deletes straight to etcd: each consistent list and get right after sees it."""
-    key = object_key(prefix, "default", "f1")
+    key = flunder_key(prefix, "f1", "default")
     async with opened(etcd_endpoints, prefix) as flunders:
         for i in range(50):
             if i % 2 == 0:
-                put = await etcd_kv.put(key, orjson.dumps(flunder("default", "f1", spec={"i": i})))
+                put = await etcd_kv.put(key, orjson.dumps(flunder("f1", "default", spec={"i": i})))
                 rv = put.header.revision
                 listed = await flunders.list(namespace="default")
                 assert int(listed.resource_version) >= rv
@@ -133,12 +120,12 @@ async def test_consistent_lists_under_concurrent_direct_writes(
             log.started += 1
             if rng.random() < 0.65:
                 put = await etcd_kv.put(
-                    object_key(prefix, ns, name), orjson.dumps(flunder(ns, name, spec={"n": next(seq)}))
+                    flunder_key(prefix, name, ns), orjson.dumps(flunder(name, ns, spec={"n": next(seq)}))
                 )
                 log.last = ("put", put.header.revision)
                 acked.ack(put.header.revision)
             else:
-                deleted = await etcd_kv.delete(object_key(prefix, ns, name))
+                deleted = await etcd_kv.delete(flunder_key(prefix, name, ns))
                 if deleted is not None:
                     log.last = ("delete", deleted.header.revision)
                     acked.ack(deleted.header.revision)
@@ -202,9 +189,9 @@ async def test_resource_version_zero_is_served_at_once(
     etcd_endpoints: list[str], prefix: str, etcd_kv: aetcd.Client
 ) -> None:
     """resourceVersion=0 answers from the cache at once, without catching up with etcd first."""
-    key = object_key(prefix, "default", "f1")
+    key = flunder_key(prefix, "f1", "default")
     async with opened(etcd_endpoints, prefix) as flunders:
-        put = await etcd_kv.put(key, orjson.dumps(flunder("default", "f1")))
+        put = await etcd_kv.put(key, orjson.dumps(flunder("f1", "default")))
         await flunders.list()  # the object is in the cache
         stop = asyncio.Event()
 
@@ -239,7 +226,7 @@ async def test_not_older_than_returns_a_state_at_least_that_new(
     async with opened(etcd_endpoints, prefix, CacheSettings(wait_timeout=3)) as flunders:
         for i in range(10):
             put = await etcd_kv.put(
-                object_key(prefix, "default", f"f{i}"), orjson.dumps(flunder("default", f"f{i}"))
+                flunder_key(prefix, f"f{i}", "default"), orjson.dumps(flunder(f"f{i}", "default"))
             )
             n = put.header.revision
             listed = await flunders.list(resource_version=str(n), resource_version_match="NotOlderThan")
@@ -258,7 +245,7 @@ async def test_not_older_than_an_acknowledged_revision_of_another_resource(
     is reachable: the list returns a state at >= N within the wait, not 504 (Kubernetes requests
     progress while a read waits for freshness)."""
     async with opened(etcd_endpoints, prefix, CacheSettings(wait_timeout=3)) as flunders:
-        await etcd_kv.put(object_key(prefix, "default", "f1"), orjson.dumps(flunder("default", "f1")))
+        await etcd_kv.put(flunder_key(prefix, "f1", "default"), orjson.dumps(flunder("f1", "default")))
         await flunders.list()
         put = await etcd_kv.put(f"{prefix}-other/x".encode(), b"x")  # outside the resource
         n = put.header.revision
@@ -272,7 +259,7 @@ async def test_future_resource_version_times_out(
 ) -> None:
     """A resourceVersion 10 000 ahead of the cache gives 504 Timeout after wait_timeout (0.5 s)."""
     async with opened(etcd_endpoints, prefix, CacheSettings(wait_timeout=RV_WAIT)) as flunders:
-        await etcd_kv.put(object_key(prefix, "default", "f1"), orjson.dumps(flunder("default", "f1")))
+        await etcd_kv.put(flunder_key(prefix, "f1", "default"), orjson.dumps(flunder("f1", "default")))
         await flunders.list()
         future = flunders.cache.revision + 10_000
         started = time.monotonic()
@@ -298,7 +285,7 @@ async def test_progress_key_is_never_served(
             written: list[tuple[str, int]] = []
             for i in range(5):
                 put = await etcd_kv.put(
-                    object_key(prefix, "default", f"f{i}"), orjson.dumps(flunder("default", f"f{i}"))
+                    flunder_key(prefix, f"f{i}", "default"), orjson.dumps(flunder(f"f{i}", "default"))
                 )
                 written.append((f"f{i}", put.header.revision))
                 await etcd_kv.put(f"{prefix}-noise/x".encode(), b"x")  # forces a progress write
@@ -345,7 +332,7 @@ async def test_existing_data_is_served_as_stored(
                 },
                 "spec": {"reference": f"{ns}/{i}", "nested": {"list": [1, 2, 3]}},
             }
-            put = await etcd_kv.put(object_key(prefix, ns, f"old-{i}"), orjson.dumps(obj))
+            put = await etcd_kv.put(flunder_key(prefix, f"old-{i}", ns), orjson.dumps(obj))
             stored[(ns, f"old-{i}")] = (obj, put.header.revision)
 
     def served(obj: dict[str, Any], revision: int) -> dict[str, Any]:
@@ -381,9 +368,11 @@ async def test_consistent_list_equals_a_linearizable_range(
             for _ in range(20):
                 ns, name = rng.choice(["a", "b"]), f"f{rng.randrange(8)}"
                 if rng.random() < 0.7:
-                    await etcd_kv.put(object_key(prefix, ns, name), orjson.dumps(flunder(ns, name, r=round_)))
+                    await etcd_kv.put(
+                        flunder_key(prefix, name, ns), orjson.dumps(flunder(name, ns, r=round_))
+                    )
                 else:
-                    await etcd_kv.delete(object_key(prefix, ns, name))
+                    await etcd_kv.delete(flunder_key(prefix, name, ns))
             listed = await flunders.list()
             start, end = flunders.cache.layout.list_range()
             truth = await direct.range(start, end)
@@ -403,13 +392,13 @@ async def test_update_right_after_a_direct_write_is_applied(
     async with opened(etcd_endpoints, prefix) as flunders:
         for i in range(50):
             name = f"f{i}"
-            created = await flunders.create(flunder("default", name, spec={"v": "mine"}))
+            created = await flunders.create(flunder(name, "default", spec={"v": "mine"}))
             await flunders.list()  # the cache holds the created state
             # Another client changes the object (keeping uid and creationTimestamp).
             theirs = orjson.loads(orjson.dumps(created))
             del theirs["metadata"]["resourceVersion"]
             theirs["spec"] = {"v": "theirs"}
-            await etcd_kv.put(object_key(prefix, "default", name), orjson.dumps(theirs))
+            await etcd_kv.put(flunder_key(prefix, name, "default"), orjson.dumps(theirs))
             # An unconditional update back to the created content.
             mine = orjson.loads(orjson.dumps(created))
             del mine["metadata"]["resourceVersion"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from certs import TestCA
+from support.certs import TestCA
 
 from watchcache.service import Service
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 import pytest
-from etcd_helpers import etcd_client, unique_prefix
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from resources import FLUNDERS
+from support.etcd import etcd_client, unique_prefix
+from support.wardle import FLUNDERS, flunder_key
 
 from watchcache import (
     AlreadyExistsError,
@@ -124,7 +124,7 @@ class Scenario:
         self.watchers: list[Watcher] = []
 
     def key(self, namespace: str, name: str) -> bytes:
-        return f"{self.prefix}/wardle.example.com/flunders/{namespace}/{name}".encode()
+        return flunder_key(self.prefix, name, namespace)
 
     def matches(self, selector: int, scope: str | None, namespace: str, label_set: Labels) -> bool:
         return (scope is None or scope == namespace) and SELECTORS[selector][1](label_set)

@@ -8,7 +8,7 @@ from typing import Any
 import aetcd
 import orjson
 import pytest
-from resources import FISCHERS, FLUNDERS
+from support.wardle import FISCHERS, FLUNDERS, flunder, flunder_key, names
 
 from watchcache import (
     AlreadyExistsError,
@@ -43,14 +43,6 @@ async def fischers(storage: Storage) -> Resource:
     return res
 
 
-def flunder(name: str, **labels: str) -> dict[str, Any]:
-    return {"metadata": {"name": name, "labels": labels}, "spec": {"size": 1}}
-
-
-def names(items: list[dict[str, Any]]) -> list[str]:
-    return [i["metadata"]["name"] for i in items]
-
-
 async def test_create_sets_uid_timestamp_and_resource_version(flunders: Resource) -> None:
     """create returns the object with uid, creationTimestamp and resourceVersion = etcd revision."""
     obj = await flunders.create(flunder("a"), namespace="default")
@@ -68,7 +60,7 @@ async def test_stored_value_has_no_resource_version(
 ) -> None:
     """etcd holds the object's JSON without metadata.resourceVersion, under the SPEC's key layout."""
     await flunders.create(flunder("a"), namespace="default")
-    stored = await etcd_kv.get(f"{prefix}/wardle.example.com/flunders/default/a".encode())
+    stored = await etcd_kv.get(flunder_key(prefix, "a"))
     assert stored is not None
     value = orjson.loads(stored.value)
     assert "resourceVersion" not in value["metadata"]
@@ -100,7 +92,7 @@ async def test_invalid_names_are_rejected(flunders: Resource, name: str) -> None
 async def test_invalid_namespace_is_rejected(flunders: Resource) -> None:
     """A namespace that is not a DNS-1123 label is 422 Invalid."""
     with pytest.raises(InvalidError):
-        await flunders.create(flunder("a"), namespace="Bad_NS")
+        await flunders.create(flunder("a", "Bad_NS"), namespace="Bad_NS")
 
 
 async def test_namespace_mismatch_is_bad_request(flunders: Resource) -> None:
@@ -215,9 +207,9 @@ async def test_get_absent_is_not_found(flunders: Resource) -> None:
 
 async def test_list_selectors_and_namespaces(flunders: Resource) -> None:
     """Lists filter by namespace, label and field selectors, in key order."""
-    await flunders.create(flunder("b", app="web", tier="front"), namespace="ns1")
-    await flunders.create(flunder("a", app="db"), namespace="ns1")
-    await flunders.create(flunder("c", app="web"), namespace="ns2")
+    await flunders.create(flunder("b", "ns1", labels={"app": "web", "tier": "front"}), namespace="ns1")
+    await flunders.create(flunder("a", "ns1", labels={"app": "db"}), namespace="ns1")
+    await flunders.create(flunder("c", "ns2", labels={"app": "web"}), namespace="ns2")
     assert names((await flunders.list()).items) == ["a", "b", "c"]
     assert names((await flunders.list(namespace="ns1")).items) == ["a", "b"]
     assert names((await flunders.list(label_selector="app=web")).items) == ["b", "c"]
@@ -268,7 +260,7 @@ async def test_pages_are_one_snapshot(flunders: Resource) -> None:
 async def test_pages_with_selector(flunders: Resource) -> None:
     """Paging with a label selector returns only matches and no remainingItemCount."""
     for i in range(6):
-        await flunders.create(flunder(f"o{i}", parity=str(i % 2)), namespace="default")
+        await flunders.create(flunder(f"o{i}", labels={"parity": str(i % 2)}), namespace="default")
     seen: list[str] = []
     token = None
     while True:

@@ -13,15 +13,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from certs import TestCA
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+from support.certs import TestCA
+from support.wardle import GROUP, V1A, fischer, flunder, rv
 
 from watchcache.service import Service
 
-GROUP = "wardle.example.com"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
 WATCH_DEADLINE = 10.0
 """Seconds a watch thread collects events before giving up."""
 
@@ -45,30 +44,6 @@ def custom_objects(
 
         rest.request = recording
         yield client.CustomObjectsApi(api_client), sent
-
-
-def flunder(
-    name: str, namespace: str, *, size: int = 1, labels: dict[str, str] | None = None
-) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Flunder",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "spec": {"size": size},
-    }
-
-
-def fischer(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Fischer",
-        "metadata": {"name": name},
-        "disallowedFlunders": [],
-    }
-
-
-def rv(obj: dict[str, Any]) -> int:
-    return int(obj["metadata"]["resourceVersion"])
 
 
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -263,7 +238,7 @@ async def test_watch_stream(flunders_api: tuple[client.CustomObjectsApi, list[di
         ("DELETED", "w", rv(deleted)),
     ]
     assert events[1]["object"]["spec"] == {"size": 5}
-    assert all(e["object"]["apiVersion"] == API_VERSION for e in events)
+    assert all(e["object"]["apiVersion"] == V1A for e in events)
 
 
 async def test_https(tls_service: Service, test_ca: TestCA) -> None:

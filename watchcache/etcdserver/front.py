@@ -40,6 +40,7 @@ class Front:
         self.cluster_id = 0
         self.member_id = 0
         self.raft_term = 1
+        self._header_field: tuple[int, bytes] = (-1, b"")
         #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches).
         self.forwarded: Counter[str] = Counter()
 
@@ -59,11 +60,27 @@ class Front:
             cluster_id=self.cluster_id, member_id=self.member_id, revision=revision, raft_term=self.raft_term
         )
 
+    def header_field(self, revision: int) -> bytes:
+        """The encoded ``header`` field of a response at ``revision``, made once per revision (every
+        watcher of a change is sent the same)."""
+        cached = self._header_field
+        if cached[0] != revision:
+            encoded = rpc_pb2.WatchResponse(header=self.header(revision)).SerializeToString()
+            cached = self._header_field = (revision, encoded)
+        return cached[1]
+
     def learn(self, header: Any) -> None:
         """Keep the ids and term of etcd's own answers, for the answers the caches give."""
         if header.cluster_id:
+            term = max(self.raft_term, header.raft_term)
+            if (header.cluster_id, header.member_id, term) != (
+                self.cluster_id,
+                self.member_id,
+                self.raft_term,
+            ):
+                self._header_field = (-1, b"")
             self.cluster_id, self.member_id = header.cluster_id, header.member_id
-            self.raft_term = max(self.raft_term, header.raft_term)
+            self.raft_term = term
 
     async def forward(self, service: str, method: str, request: Any) -> Any:
         self.forwarded[f"{service}.{method}"] += 1

@@ -29,7 +29,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-__all__ = ["Connection", "Handler", "Stream", "data_frame"]
+__all__ = ["Connection", "Handler", "Stream", "data_frame", "data_header"]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,9 @@ Handler = Callable[["Stream"], Awaitable[None]]
 """Serves one request stream; returns (or raises) when the stream is done."""
 
 
-def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
-    """An HTTP/2 DATA frame's 9-byte header followed by ``payload``."""
-    size = len(payload)
-    header = bytes(
+def data_header(stream_id: int, size: int, *, end_stream: bool = False) -> bytes:
+    """The 9-byte header of an HTTP/2 DATA frame of ``size`` bytes."""
+    return bytes(
         (
             size >> 16 & 0xFF,
             size >> 8 & 0xFF,
@@ -57,7 +56,11 @@ def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> b
             stream_id & 0xFF,
         )
     )
-    return header + payload
+
+
+def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
+    """An HTTP/2 DATA frame: its header followed by ``payload``."""
+    return data_header(stream_id, len(payload), end_stream=end_stream) + payload
 
 
 class Stream:
@@ -119,6 +122,15 @@ class Stream:
         self._pending.append(payload)
         self._pending_size += len(payload)
         self.connection.push(self)
+
+    def send_parts(self, parts: list[bytes], size: int) -> None:
+        """Queue DATA of ``size`` bytes made of ``parts``. When nothing is queued ahead and the windows
+        allow it, it goes out at once as one frame, built with one join (the fan-out's path: the parts
+        are mostly bytes shared by many streams)."""
+        if self.closed or self.ended:
+            return
+        if self._pending or not self.connection.write_frame(self, parts, size):
+            self.send(b"".join(parts))
 
     @property
     def unsent(self) -> int:
@@ -305,6 +317,27 @@ class Connection(asyncio.Protocol):
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def write_frame(self, stream: Stream, parts: list[bytes], size: int) -> bool:
+        """Write ``parts`` (``size`` bytes) as one DATA frame of ``stream`` if the windows, the frame
+        size and the socket's buffer allow it now; False (nothing written) if not."""
+        if self.closed:
+            return False
+        h2conn = self.h2
+        state = h2conn.streams.get(stream.id)
+        if (
+            state is None
+            or size > h2conn.max_outbound_frame_size
+            or size > h2conn.outbound_flow_control_window
+            or size > state.outbound_flow_control_window
+            or self.transport.get_write_buffer_size() > _HIGH_WATER
+        ):
+            return False
+        self.transport.write(b"".join([data_header(stream.id, size), *parts]))
+        # Debit h2's windows as its own send_data would, so they stay exact.
+        h2conn.outbound_flow_control_window -= size
+        state.outbound_flow_control_window -= size
+        return True
 
     def push(self, stream: Stream) -> None:
         """Write as much of ``stream``'s queued DATA as the windows allow (then its trailers)."""

@@ -8,6 +8,7 @@ answers), and a revision of etcd's — the caches hold etcd's revisions, so both
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,10 @@ class Front:
         self.member_id = 0
         self.raft_term = 1
         self._header_field: tuple[int, bytes] = (-1, b"")
+        # current_revision's batching: the fetch in flight, and the one callers wait for next.
+        self._revision_fetch: asyncio.Task[None] | None = None
+        self._next_revision: asyncio.Future[int] | None = None
+        self._closed = False
         #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches).
         self.forwarded: Counter[str] = Counter()
 
@@ -89,10 +94,49 @@ class Front:
         return response
 
     async def current_revision(self) -> int:
-        response = await self.forward(
-            "KV", "Range", rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
-        )
-        return int(response.header.revision)
+        """etcd's revision now: from a Range that started after this call did (so a write this caller
+        has seen acknowledged is included), shared by every caller waiting for the next one — a
+        thousand watches created at once cost one or two Ranges, not a thousand."""
+        waiting = self._next_revision
+        if waiting is None:
+            waiting = self._next_revision = asyncio.get_running_loop().create_future()
+            if self._revision_fetch is None:
+                self._fetch_revision()
+        return await asyncio.shield(waiting)
+
+    def _fetch_revision(self) -> None:
+        answer, self._next_revision = self._next_revision, None
+        assert answer is not None
+        self._revision_fetch = asyncio.create_task(self._revision(answer), name="etcd-front-revision")
+
+    async def _revision(self, answer: asyncio.Future[int]) -> None:
+        try:
+            response = await self.forward(
+                "KV", "Range", rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
+            )
+        except Exception as err:  # every caller gets etcd's error
+            answer.set_exception(err)
+            answer.exception()  # retrieved here: callers that left must not leave a warning
+        else:
+            answer.set_result(int(response.header.revision))
+        finally:
+            if not answer.done():  # cancelled: so are its callers
+                answer.cancel()
+            self._revision_fetch = None
+            if self._next_revision is not None:
+                if self._closed:
+                    self._next_revision.cancel()
+                    self._next_revision = None
+                else:
+                    self._fetch_revision()
+
+    async def close(self) -> None:
+        """Stop the revision fetch in flight (its callers get CancelledError)."""
+        self._closed = True
+        fetch = self._revision_fetch
+        if fetch is not None:
+            fetch.cancel()
+            await asyncio.gather(fetch, return_exceptions=True)
 
 
 def rpc(

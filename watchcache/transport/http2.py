@@ -7,8 +7,10 @@ with headers, DATA and trailers.
 
 DATA is the hot path (a watch sends a message per watcher per change): :meth:`Stream.send` frames it
 itself — a 9-byte frame header before bytes that may be shared by many streams — and writes it to the
-socket at once, keeping h2's flow-control windows exact by debiting them by hand, instead of paying for
-h2's per-frame objects. What a window does not allow yet waits in the stream (bounded by the caller) and
+socket, keeping h2's flow-control windows exact by debiting them by hand, instead of paying for h2's
+per-frame objects. Everything a connection writes in one turn of the event loop goes out in one
+``writelines`` at the end of it: a change sent to a hundred watches of one connection is one system
+call, not a hundred. What a window does not allow yet waits in the stream (bounded by the caller) and
 goes out when the client opens it. A connection whose client stops reading is left to the caller's
 write timeout (:meth:`Stream.drain`).
 """
@@ -184,6 +186,8 @@ class Connection(asyncio.Protocol):
         self._blocked: dict[int, Stream] = {}
         self.peer_common_name: str | None = None
         self.closed = False
+        self._out: list[bytes] = []
+        self._out_size = 0
         self.lost = asyncio.Event()
         """Set once the connection is gone (:meth:`connection_lost`)."""
 
@@ -224,6 +228,7 @@ class Connection(asyncio.Protocol):
         except h2.exceptions.ProtocolError as err:
             log.info("HTTP/2 protocol error from a client: %s", err)
             self.flush()
+            self._write_out()
             self.transport.close()
             return
         for event in events:
@@ -262,6 +267,7 @@ class Connection(asyncio.Protocol):
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             self._unblock()
         elif isinstance(event, h2.events.ConnectionTerminated):
+            self._write_out()
             self.transport.close()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
@@ -295,6 +301,7 @@ class Connection(asyncio.Protocol):
             await asyncio.wait(calls, timeout=grace)
         for task in list(self._tasks):
             task.cancel()
+        self._write_out()
         self.transport.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
@@ -312,11 +319,29 @@ class Connection(asyncio.Protocol):
 
     # -- writing --------------------------------------------------------------------------------------
 
+    def _write(self, data: bytes) -> None:
+        """Queue ``data`` for this turn's one write (see the module docstring)."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._write_out)
+        self._out.append(data)
+        self._out_size += len(data)
+
+    def _write_out(self) -> None:
+        out, self._out, self._out_size = self._out, [], 0
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(out)
+            if self._blocked and self._buffered() <= _HIGH_WATER:
+                self._unblock()  # streams held back by this turn's writes, not by their windows
+
+    def _buffered(self) -> int:
+        """Bytes written but not yet sent to the client."""
+        return int(self.transport.get_write_buffer_size()) + self._out_size
+
     def flush(self) -> None:
         """Write what h2 has to send (control frames, headers)."""
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+            self._write(data)
 
     def write_frame(self, stream: Stream, parts: list[bytes], size: int) -> bool:
         """Write ``parts`` (``size`` bytes) as one DATA frame of ``stream`` if the windows, the frame
@@ -330,10 +355,10 @@ class Connection(asyncio.Protocol):
             or size > h2conn.max_outbound_frame_size
             or size > h2conn.outbound_flow_control_window
             or size > state.outbound_flow_control_window
-            or self.transport.get_write_buffer_size() > _HIGH_WATER
+            or self._buffered() > _HIGH_WATER
         ):
             return False
-        self.transport.write(b"".join([data_header(stream.id, size), *parts]))
+        self._write(b"".join([data_header(stream.id, size), *parts]))
         # Debit h2's windows as its own send_data would, so they stay exact.
         h2conn.outbound_flow_control_window -= size
         state.outbound_flow_control_window -= size
@@ -354,7 +379,7 @@ class Connection(asyncio.Protocol):
         out: list[bytes] = []
         while pending:
             window = min(h2conn.outbound_flow_control_window, state.outbound_flow_control_window)
-            if window <= 0 or self.transport.get_write_buffer_size() > _HIGH_WATER:
+            if window <= 0 or self._buffered() > _HIGH_WATER:
                 break
             payload = pending[0]
             size = min(len(payload), window, frame_limit)
@@ -369,7 +394,8 @@ class Connection(asyncio.Protocol):
             h2conn.outbound_flow_control_window -= size
             state.outbound_flow_control_window -= size
         if out:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            for frame in out:
+                self._write(frame)
         if pending:
             self._blocked[stream.id] = stream
         else:

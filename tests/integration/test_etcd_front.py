@@ -8,6 +8,7 @@ the same etcd, so that what the front answers is compared with what etcd itself 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ import yaml
 from aetcd.rpc import rpc_pb2
 from support.certs import CertFiles, TestCA
 from support.etcd import EtcdServer, host_port
-from support.etcdv3 import EtcdV3, RpcFailed, prefix_end
+from support.etcdv3 import EtcdV3, RpcFailed, WatchStream, prefix_end
 from support.waiting import retry, wait_until
 from support.wardle import flunder_key, flunders_layout
 
@@ -386,6 +387,36 @@ async def test_many_watches_share_the_cache_and_get_every_event_in_order(
         await s1.cancel(0)
         cancelled = await s1.read()
         assert cancelled.canceled and cancelled.watch_id == 0
+
+
+async def test_watches_opened_at_once_share_revision_reads_and_miss_nothing(
+    svc: Service, wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """Forty watches opened at once from "now" (start_revision 0) on forty streams of one connection:
+    etcd's current revision is read a few times, not forty, yet each watch starts at or after a write
+    acknowledged before it was opened; then every watch gets every later change, once, in order —
+    sent on the shared connection as the changes come."""
+    assert svc.etcd_front is not None
+    forwarded = svc.etcd_front.front.forwarded
+    start = flunders_layout(prefix).resource_prefix
+    before = (await direct.put(flunder_key(prefix, "before"), value("before"))).header.revision
+    ranges = forwarded["KV.Range"]
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [await stack.enter_async_context(wardle.watch_stream()) for _ in range(40)]
+
+        async def open_watch(stream: WatchStream) -> Any:
+            await stream.create(start, prefix_end(start))
+            return await stream.read()
+
+        created = await asyncio.gather(*(open_watch(stream) for stream in streams))
+        assert all(c.created and c.header.revision >= before for c in created)
+        assert forwarded["KV.Range"] - ranges <= 4, "one revision read per watch"
+        revisions = [
+            (await direct.put(flunder_key(prefix, f"a{i}"), value(f"a{i}", n=i))).header.revision
+            for i in range(20)
+        ]
+        for stream in streams:
+            assert [e.kv.mod_revision for e in await stream.events(20)] == revisions
 
 
 async def test_request_progress_comes_after_every_event_it_covers(

@@ -19,8 +19,7 @@ import base64
 import io
 import json
 import logging
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
@@ -33,6 +32,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from support.etcd import etcd_client
+from support.loop_thread import LoopThread
+from support.patches import doubling_patch
 from yarl import URL
 
 from watchcache.cache.settings import CacheSettings
@@ -460,20 +461,8 @@ def k8s_objects(draw: st.DrawFn) -> dict[str, Any]:
     return obj
 
 
-def _doubling_patch(rounds: int) -> list[dict[str, Any]]:
-    """JSON patch operations that double /spec/a each round (the amplification of the hardening issue)."""
-    ops: list[dict[str, Any]] = [{"op": "add", "path": "/spec", "value": {"a": ["x" * 64]}}]
-    for _ in range(rounds):
-        ops += [
-            {"op": "copy", "from": "/spec/a", "path": "/spec/b"},
-            {"op": "add", "path": "/spec/a/-", "value": 1},
-            {"op": "copy", "from": "/spec/b", "path": "/spec/a/-"},
-        ]
-    return ops
-
-
 PATCH_BOMBS: list[list[dict[str, Any]]] = [
-    _doubling_patch(25),
+    [{"op": "add", "path": "/spec", "value": {}}, *doubling_patch(25, seed=["x" * 64])],
     # Copying a node into its own child, again and again: deeper each time.
     [{"op": "add", "path": "/spec", "value": {"a": {}}}]
     + [{"op": "copy", "from": "/spec", "path": "/spec/a/b"} for _ in range(80)],
@@ -596,22 +585,18 @@ class _ErrorLog(logging.Handler):
         self.records.append(record)
 
 
-class Harness:
+class Harness(LoopThread):
     """The service, a client session, an etcd client and the tenants' watches, on a loop thread."""
 
     def __init__(self, endpoints: list[str], prefix: str) -> None:
+        super().__init__("fuzz-service-loop")
         self.endpoints = endpoints
         self.prefix = prefix
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-service-loop", daemon=True)
         self.service: Service | None = None
         self.session: aiohttp.ClientSession | None = None
         self.kv: aetcd.Client | None = None
         self.watches: dict[str, WatchReader] = {}
         self.errors = _ErrorLog()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     @property
     def url(self) -> str:
@@ -709,17 +694,8 @@ class Harness:
 @pytest.fixture
 def harness(etcd_endpoints: list[str], prefix: str) -> Iterator[Harness]:
     h = Harness(etcd_endpoints, prefix)
-    h.thread.start()
-    try:
-        h.run(h.start())
+    with h.serving():
         yield h
-    finally:
-        try:
-            h.run(h.stop())
-        finally:
-            h.loop.call_soon_threadsafe(h.loop.stop)
-            h.thread.join(10)
-            h.loop.close()
 
 
 # -- the oracle --------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 import pytest
 import yaml
+from support.patches import doubling_patch
 from support.rest import Api
 from support.tenants import keyspace
 from support.waiting import wait_until
@@ -225,18 +226,6 @@ async def test_bytes_in_flight_are_budgeted_per_tenant(
 
 
 # -- CPU: patches that grow without bound ------------------------------------------------------------------
-
-
-def doubling_patch(rounds: int) -> list[dict[str, Any]]:
-    """About 4 KB of JSON patch that doubles /spec/a each round."""
-    ops: list[dict[str, Any]] = [{"op": "add", "path": "/spec/a", "value": ["x" * 100]}]
-    for _ in range(rounds):
-        ops += [
-            {"op": "copy", "from": "/spec/a", "path": "/spec/b"},
-            {"op": "add", "path": "/spec/a/-", "value": 1},
-            {"op": "copy", "from": "/spec/b", "path": "/spec/a/-"},
-        ]
-    return ops
 
 
 async def test_patch_amplification_is_refused_before_the_work(

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from support.patches import doubling_patch
 
 from watchcache.api.patch import JSON_PATCH, MERGE_PATCH, PatchLimits, json_patch, merge_patch, parse_patch
 from watchcache.errors import BadRequestError, InvalidError, RequestEntityTooLargeError
@@ -83,24 +84,13 @@ def test_malformed_json_patches_are_400(patch: Any) -> None:
         json_patch(patch, LIMITS)
 
 
-def doubling(rounds: int) -> list[dict[str, Any]]:
-    ops: list[dict[str, Any]] = [{"op": "add", "path": "/spec/a", "value": ["x" * 100]}]
-    for _ in range(rounds):
-        ops += [
-            {"op": "copy", "from": "/spec/a", "path": "/spec/b"},
-            {"op": "add", "path": "/spec/a/-", "value": 1},
-            {"op": "copy", "from": "/spec/b", "path": "/spec/a/-"},
-        ]
-    return ops
-
-
 def test_doubling_patch_is_413_before_it_grows() -> None:
     """Twenty rounds of copy double an object a million-fold: the patch fails (413) once its result
     would pass the limit, having built no more than about that much."""
     with pytest.raises(RequestEntityTooLargeError, match="larger than 100000 bytes"):
-        apply(doubling(20))
+        apply(doubling_patch(20))
     # Below the limit the same shape applies, and its size is what the bound tracked.
-    result = apply(doubling(5))
+    result = apply(doubling_patch(5))
     assert len(orjson.dumps(result)) < LIMITS.max_bytes
 
 
@@ -135,7 +125,7 @@ def test_bounded_patches_fail_fast_at_the_default_limits() -> None:
     limits = PatchLimits()
     started = time.process_time()
     with pytest.raises(RequestEntityTooLargeError):
-        json_patch(doubling(25), limits)(copy.deepcopy(DOC))
+        json_patch(doubling_patch(25), limits)(copy.deepcopy(DOC))
     with pytest.raises(InvalidError):
         json_patch(
             [{"op": "add", "path": "/spec/a", "value": {}}]

@@ -24,6 +24,7 @@ from etcd_helpers import host_port, retry, wait_until
 from support.etcd import EtcdServer
 from support.etcdv3 import EtcdV3, RpcFailed, prefix_end
 
+from watchcache.cache.settings import CacheSettings
 from watchcache.config import parse_config
 from watchcache.service import Service, ServiceOptions
 
@@ -386,6 +387,45 @@ async def test_many_watches_share_the_cache_and_get_every_event_in_order(
         await s1.cancel(0)
         cancelled = await s1.read()
         assert cancelled.canceled and cancelled.watch_id == 0
+
+
+async def etcd_watchers(etcd: EtcdServer) -> int:
+    """How many watchers etcd has (its ``etcd_debugging_mvcc_watcher_total`` gauge)."""
+    async with aiohttp.ClientSession() as http, http.get(etcd.endpoints[0] + "/metrics") as resp:
+        text = await resp.text()
+    [line] = [line for line in text.splitlines() if line.startswith("etcd_debugging_mvcc_watcher_total ")]
+    return int(float(line.split()[1]))
+
+
+async def test_a_watch_older_than_the_window_is_compacted_without_an_etcd_watch(
+    own_etcd: EtcdServer, prefix: str
+) -> None:
+    """A watch of a cached prefix from a revision the cache's window no longer holds is answered as etcd
+    answers a compacted start revision — ``created``, then ``canceled`` with no reason and
+    ``compact_revision`` the oldest revision the window replays from — and costs no etcd watch (etcd's
+    watcher count is unchanged). A watch from that revision replays the window, with a new id."""
+    window = CacheSettings(window_events=2)
+    async with front(own_etcd.endpoints, prefix, cache=window) as svc, tenant(svc, "wardle") as wardle:
+        start = f"{prefix}/wardle.example.com/flunders/".encode()
+        written = [
+            (await wardle.put(flunder(prefix, f"o{i}"), value(f"o{i}"))).header.revision for i in range(4)
+        ]
+        assert svc.storage is not None
+        await svc.storage.resources[0].cache.wait_for(written[-1], 5)
+        watchers = await etcd_watchers(own_etcd)
+        async with wardle.watch_stream() as stream:
+            await stream.create(start, prefix_end(start), start_revision=written[0], prev_kv=True)
+            created = await stream.read()
+            assert created.created and not created.canceled
+            answer = await stream.read()
+            assert (answer.watch_id, answer.canceled, answer.cancel_reason) == (created.watch_id, True, "")
+            assert list(answer.events) == [] and written[1] < answer.compact_revision <= written[2]
+            assert await etcd_watchers(own_etcd) == watchers
+
+            await stream.create(start, prefix_end(start), start_revision=answer.compact_revision)
+            again = await stream.read()
+            assert again.created and not again.canceled and again.watch_id != created.watch_id
+            assert [e.kv.mod_revision for e in await stream.events(2)] == written[2:]
 
 
 async def test_request_progress_comes_after_every_event_it_covers(

@@ -331,12 +331,14 @@ class WatchStream:
         else:
             since = await self.front.current_revision()
             await cache.wait_for(since, cache.settings.wait_timeout)
-        if since < cache.state.window.oldest_revision:
-            # Older than the cache's window: etcd may still have that history (or says it was
-            # compacted, in its own words), so this watch is etcd's own.
-            await self._create_passed(request, watch_id, key, end)
-            return
         created = self._created(watch_id, cache.revision)
+        if since < cache.state.window.oldest_revision:
+            # Older than the cache's window: answered as etcd answers a compacted start revision
+            # (created, then canceled with the oldest revision the window replays from), so the
+            # client relists; never an etcd watch of its own.
+            await self.send(created)
+            await self.send(self.compacted(watch_id, cache))
+            return
         watcher = cache.watch(
             selector=EVERYTHING,
             namespace=None,

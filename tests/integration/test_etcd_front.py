@@ -174,6 +174,25 @@ async def test_ranges_from_the_cache_are_etcds_answers(
     )
 
 
+async def test_a_range_at_a_past_revision_is_headed_by_etcds_current_revision(
+    svc: Service, wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """etcd heads an answer at a past revision with its current revision. The cache answering it may
+    not have seen the latest writes (here one outside every resource, which no cache sees), yet its
+    answer is headed by etcd's revision too — never an older one, which a client that had just
+    written would see as its revision going back."""
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    past = (await direct.put(flunder(prefix, "h"), value("h"))).header.revision
+    later = (await direct.put(f"{prefix}/elsewhere".encode(), b"x")).header.revision
+    assert svc.etcd_front is not None
+    passed = svc.etcd_front.front.forwarded["KV.Range"]
+    ours = await wardle.range(start, prefix_end(start), revision=past)
+    assert svc.etcd_front.front.forwarded["KV.Range"] == passed, "not answered from the cache"
+    theirs = await direct.range(start, prefix_end(start), revision=past)
+    assert kvs(ours) == kvs(theirs) and (ours.count, ours.more) == (theirs.count, theirs.more)
+    assert ours.header.revision >= later
+
+
 async def test_a_consistent_range_sees_every_earlier_write(
     wardle: EtcdV3, direct: EtcdV3, prefix: str
 ) -> None:

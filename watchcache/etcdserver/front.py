@@ -40,7 +40,8 @@ class Front:
         self.cluster_id = 0
         self.member_id = 0
         self.raft_term = 1
-        #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches).
+        #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches; the
+        #: front's probes of etcd's current revision are not counted).
         self.forwarded: Counter[str] = Counter()
 
     def cache_for(self, key: bytes, end: bytes) -> Cache | None:
@@ -72,9 +73,11 @@ class Front:
         return response
 
     async def current_revision(self) -> int:
-        response = await self.forward(
-            "KV", "Range", rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
-        )
+        """etcd's revision now: the front's own probe (a count of one key), not a call passed on, so
+        not in :attr:`forwarded`."""
+        probe = rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
+        response = await self.etcd.forward("KV", "Range", probe)
+        self.learn(response.header)
         return int(response.header.revision)
 
 

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.etcd
 TOKENS = {"wardle": "wardle-token", "acme": "acme-token"}
 
 
-def config() -> str:
+def config(limits: dict[str, int] | None = None) -> str:
     resources = [
         {"group": "wardle.example.com", "versions": ["v1alpha1"], "resource": "flunders", "kind": "Flunder"},
         {"group": "acme.example.com", "versions": ["v1"], "resource": "widgets", "kind": "Widget"},
@@ -45,6 +45,7 @@ def config() -> str:
             "groups": ["wardle.example.com"],
             "readGroups": ["shared.example.com"],
             "tokens": [TOKENS["wardle"]],
+            **({"limits": limits} if limits else {}),
         },
         {"name": "acme", "groups": ["acme.example.com", "shared.example.com"], "tokens": [TOKENS["acme"]]},
     ]
@@ -52,9 +53,12 @@ def config() -> str:
 
 
 @asynccontextmanager
-async def front(endpoints: list[str], prefix: str, **options: Any) -> AsyncIterator[Service]:
+async def front(
+    endpoints: list[str], prefix: str, *, limits: dict[str, int] | None = None, **options: Any
+) -> AsyncIterator[Service]:
+    """watchcache with the etcd front over ``endpoints`` (``limits``: wardle's, if not the defaults)."""
     opts = ServiceOptions(
-        config=parse_config(config()),
+        config=parse_config(config(limits)),
         etcd_servers=tuple(endpoints),
         etcd_prefix=prefix,
         port=0,
@@ -445,6 +449,44 @@ async def test_a_watch_older_than_the_window_is_compacted_without_an_etcd_watch(
             again = await stream.read()
             assert again.created and not again.canceled and again.watch_id != created.watch_id
             assert [e.kv.mod_revision for e in await stream.events(2)] == written[2:]
+
+
+async def test_an_ended_watch_gives_its_place_back(own_etcd: EtcdServer, prefix: str) -> None:
+    """A tenant's watches count against its ``maxWatches`` while they are open, not for as long as their
+    stream lasts: a client cancelling and re-creating watches on one stream (as clientv3 does when the
+    apiserver re-watches), or answered "compacted" — by the front's window, or by etcd for a watch
+    passed to it — can go on watching."""
+    window = CacheSettings(window_events=1)
+    async with (
+        front(own_etcd.endpoints, prefix, limits={"maxWatches": 2}, cache=window) as svc,
+        tenant(svc, "wardle") as wardle,
+        wardle.watch_stream() as stream,
+    ):
+        start = f"{prefix}/wardle.example.com/flunders/".encode()
+        group = f"{prefix}/wardle.example.com/".encode()
+        first = (await wardle.put(flunder(prefix, "a"), value("a"))).header.revision
+        last = (await wardle.put(flunder(prefix, "a"), value("a", n=2))).header.revision
+        host, port = host_port(own_etcd.endpoints[0])
+        async with EtcdV3(f"{host}:{port}") as direct:
+            await direct.call("KV", "Compact", rpc_pb2.CompactionRequest(revision=last))
+        for _ in range(3):
+            await stream.create(start, prefix_end(start))
+            created = await stream.read()
+            assert created.created and not created.canceled, created
+            await stream.cancel(created.watch_id)
+            assert (await stream.read()).canceled
+        for key in (start, group):  # the window's answer; etcd's, for a watch passed to it
+            for _ in range(3):
+                await stream.create(key, prefix_end(key), start_revision=first)
+                created = await stream.read()
+                assert created.created and not created.canceled, created
+                assert (await stream.read()).compact_revision > first
+        await stream.create(start, prefix_end(start))
+        await stream.create(start, prefix_end(start))
+        assert [(await stream.read()).canceled for _ in range(2)] == [False, False]
+        await stream.create(start, prefix_end(start))
+        refused = await stream.read()
+        assert (refused.canceled, refused.cancel_reason) == (True, "etcdserver: too many requests")
 
 
 async def test_request_progress_comes_after_every_event_it_covers(

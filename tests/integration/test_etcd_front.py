@@ -26,6 +26,7 @@ from support.etcdv3 import EtcdV3, RpcFailed, WatchStream, prefix_end
 from support.waiting import retry, wait_until
 from support.wardle import flunder_key, flunders_layout
 
+from watchcache.cache.settings import CacheSettings
 from watchcache.config import parse_config
 from watchcache.service import Service, ServiceOptions
 
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.etcd
 TOKENS = {"wardle": "wardle-token", "acme": "acme-token"}
 
 
-def config() -> str:
+def config(limits: dict[str, int] | None = None) -> str:
     resources = [
         {"group": "wardle.example.com", "versions": ["v1alpha1"], "resource": "flunders", "kind": "Flunder"},
         {"group": "acme.example.com", "versions": ["v1"], "resource": "widgets", "kind": "Widget"},
@@ -46,6 +47,7 @@ def config() -> str:
             "groups": ["wardle.example.com"],
             "readGroups": ["shared.example.com"],
             "tokens": [TOKENS["wardle"]],
+            **({"limits": limits} if limits else {}),
         },
         {"name": "acme", "groups": ["acme.example.com", "shared.example.com"], "tokens": [TOKENS["acme"]]},
     ]
@@ -53,9 +55,12 @@ def config() -> str:
 
 
 @asynccontextmanager
-async def front(endpoints: list[str], prefix: str, **options: Any) -> AsyncIterator[Service]:
+async def front(
+    endpoints: list[str], prefix: str, *, limits: dict[str, int] | None = None, **options: Any
+) -> AsyncIterator[Service]:
+    """watchcache with the etcd front over ``endpoints`` (``limits``: wardle's, if not the defaults)."""
     opts = ServiceOptions(
-        config=parse_config(config()),
+        config=parse_config(config(limits)),
         etcd_servers=tuple(endpoints),
         etcd_prefix=prefix,
         port=0,
@@ -169,6 +174,25 @@ async def test_ranges_from_the_cache_are_etcds_answers(
     assert refused.value == RpcFailed(
         grpc.StatusCode.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision"
     )
+
+
+async def test_a_range_at_a_past_revision_is_headed_by_etcds_current_revision(
+    svc: Service, wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """etcd heads an answer at a past revision with its current revision. The cache answering it may
+    not have seen the latest writes (here one outside every resource, which no cache sees), yet its
+    answer is headed by etcd's revision too — never an older one, which a client that had just
+    written would see as its revision going back."""
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    past = (await direct.put(flunder_key(prefix, "h"), value("h"))).header.revision
+    later = (await direct.put(f"{prefix}/elsewhere".encode(), b"x")).header.revision
+    assert svc.etcd_front is not None
+    passed = svc.etcd_front.front.forwarded["KV.Range"]
+    ours = await wardle.range(start, prefix_end(start), revision=past)
+    assert svc.etcd_front.front.forwarded["KV.Range"] == passed, "not answered from the cache"
+    theirs = await direct.range(start, prefix_end(start), revision=past)
+    assert kvs(ours) == kvs(theirs) and (ours.count, ours.more) == (theirs.count, theirs.more)
+    assert ours.header.revision >= later
 
 
 async def test_a_consistent_range_sees_every_earlier_write(
@@ -397,10 +421,10 @@ async def test_watches_opened_at_once_share_revision_reads_and_miss_nothing(
     acknowledged before it was opened; then every watch gets every later change, once, in order —
     sent on the shared connection as the changes come."""
     assert svc.etcd_front is not None
-    forwarded = svc.etcd_front.front.forwarded
+    front = svc.etcd_front.front
     start = flunders_layout(prefix).resource_prefix
     before = (await direct.put(flunder_key(prefix, "before"), value("before"))).header.revision
-    ranges = forwarded["KV.Range"]
+    reads = front.revision_reads
     async with contextlib.AsyncExitStack() as stack:
         streams = [await stack.enter_async_context(wardle.watch_stream()) for _ in range(40)]
 
@@ -410,13 +434,90 @@ async def test_watches_opened_at_once_share_revision_reads_and_miss_nothing(
 
         created = await asyncio.gather(*(open_watch(stream) for stream in streams))
         assert all(c.created and c.header.revision >= before for c in created)
-        assert forwarded["KV.Range"] - ranges <= 4, "one revision read per watch"
+        assert front.revision_reads - reads <= 4, "one revision read per watch"
         revisions = [
             (await direct.put(flunder_key(prefix, f"a{i}"), value(f"a{i}", n=i))).header.revision
             for i in range(20)
         ]
         for stream in streams:
             assert [e.kv.mod_revision for e in await stream.events(20)] == revisions
+
+
+async def etcd_watchers(etcd: EtcdServer) -> int:
+    """How many watchers etcd has (its ``etcd_debugging_mvcc_watcher_total`` gauge)."""
+    async with aiohttp.ClientSession() as http, http.get(etcd.endpoints[0] + "/metrics") as resp:
+        text = await resp.text()
+    [line] = [line for line in text.splitlines() if line.startswith("etcd_debugging_mvcc_watcher_total ")]
+    return int(float(line.split()[1]))
+
+
+async def test_a_watch_older_than_the_window_is_compacted_without_an_etcd_watch(
+    own_etcd: EtcdServer, prefix: str
+) -> None:
+    """A watch of a cached prefix from a revision the cache's window no longer holds is answered as etcd
+    answers a compacted start revision — ``created``, then ``canceled`` with no reason and
+    ``compact_revision`` the oldest revision the window replays from — and costs no etcd watch (etcd's
+    watcher count is unchanged). A watch from that revision replays the window, with a new id."""
+    window = CacheSettings(window_events=2)
+    async with front(own_etcd.endpoints, prefix, cache=window) as svc, tenant(svc, "wardle") as wardle:
+        start = f"{prefix}/wardle.example.com/flunders/".encode()
+        written = [
+            (await wardle.put(flunder_key(prefix, f"o{i}"), value(f"o{i}"))).header.revision for i in range(4)
+        ]
+        assert svc.storage is not None
+        await svc.storage.resources[0].cache.wait_for(written[-1], 5)
+        watchers = await etcd_watchers(own_etcd)
+        async with wardle.watch_stream() as stream:
+            await stream.create(start, prefix_end(start), start_revision=written[0], prev_kv=True)
+            created = await stream.read()
+            assert created.created and not created.canceled
+            answer = await stream.read()
+            assert (answer.watch_id, answer.canceled, answer.cancel_reason) == (created.watch_id, True, "")
+            assert list(answer.events) == [] and written[1] < answer.compact_revision <= written[2]
+            assert await etcd_watchers(own_etcd) == watchers
+
+            await stream.create(start, prefix_end(start), start_revision=answer.compact_revision)
+            again = await stream.read()
+            assert again.created and not again.canceled and again.watch_id != created.watch_id
+            assert [e.kv.mod_revision for e in await stream.events(2)] == written[2:]
+
+
+async def test_an_ended_watch_gives_its_place_back(own_etcd: EtcdServer, prefix: str) -> None:
+    """A tenant's watches count against its ``maxWatches`` while they are open, not for as long as their
+    stream lasts: a client cancelling and re-creating watches on one stream (as clientv3 does when the
+    apiserver re-watches), or answered "compacted" — by the front's window, or by etcd for a watch
+    passed to it — can go on watching."""
+    window = CacheSettings(window_events=1)
+    async with (
+        front(own_etcd.endpoints, prefix, limits={"maxWatches": 2}, cache=window) as svc,
+        tenant(svc, "wardle") as wardle,
+        wardle.watch_stream() as stream,
+    ):
+        start = f"{prefix}/wardle.example.com/flunders/".encode()
+        group = f"{prefix}/wardle.example.com/".encode()
+        first = (await wardle.put(flunder_key(prefix, "a"), value("a"))).header.revision
+        last = (await wardle.put(flunder_key(prefix, "a"), value("a", n=2))).header.revision
+        host, port = host_port(own_etcd.endpoints[0])
+        async with EtcdV3(f"{host}:{port}") as direct:
+            await direct.call("KV", "Compact", rpc_pb2.CompactionRequest(revision=last))
+        for _ in range(3):
+            await stream.create(start, prefix_end(start))
+            created = await stream.read()
+            assert created.created and not created.canceled, created
+            await stream.cancel(created.watch_id)
+            assert (await stream.read()).canceled
+        for key in (start, group):  # the window's answer; etcd's, for a watch passed to it
+            for _ in range(3):
+                await stream.create(key, prefix_end(key), start_revision=first)
+                created = await stream.read()
+                assert created.created and not created.canceled, created
+                assert (await stream.read()).compact_revision > first
+        await stream.create(start, prefix_end(start))
+        await stream.create(start, prefix_end(start))
+        assert [(await stream.read()).canceled for _ in range(2)] == [False, False]
+        await stream.create(start, prefix_end(start))
+        refused = await stream.read()
+        assert (refused.canceled, refused.cancel_reason) == (True, "etcdserver: too many requests")
 
 
 async def test_request_progress_comes_after_every_event_it_covers(

@@ -46,7 +46,10 @@ class Front:
         self._revision_fetch: asyncio.Task[None] | None = None
         self._next_revision: asyncio.Future[int] | None = None
         self._closed = False
-        #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches).
+        #: How many times etcd's current revision was read (:meth:`current_revision`).
+        self.revision_reads = 0
+        #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches; the
+        #: front's probes of etcd's current revision are not counted).
         self.forwarded: Counter[str] = Counter()
 
     def cache_for(self, key: bytes, end: bytes) -> Cache | None:
@@ -111,9 +114,11 @@ class Front:
 
     async def _revision(self, answer: asyncio.Future[int]) -> None:
         try:
-            response = await self.forward(
-                "KV", "Range", rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
-            )
+            # The front's own probe (a count of one key), not a call passed on: not in forwarded.
+            self.revision_reads += 1
+            probe = rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
+            response = await self.etcd.forward("KV", "Range", probe)
+            self.learn(response.header)
         except Exception as err:  # every caller gets etcd's error
             answer.set_exception(err)
             answer.exception()  # retrieved here: callers that left must not leave a warning

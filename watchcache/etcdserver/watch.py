@@ -182,6 +182,7 @@ class _CachedWatch(_ClientWatch):
                     elif isinstance(item, WatchErrorItem):
                         # The cache relisted after a compaction: this watch cannot go on exactly.
                         await stream.send([self.stream.compacted(self.watch_id, self.cache)])
+                        await stream.release(self.watch_id)
                         return
                 if fields:
                     header = front.header_field(max(self.sent, self.cache.revision))
@@ -242,6 +243,7 @@ class _PassedWatch(_ClientWatch):
                                 ).SerializeToString()
                             ]
                         )
+                        await stream.release(self.watch_id)
                         return
                     events = [e for e in answer.events if not space.is_hidden(e.kv.key)]
                     for event in events:
@@ -277,7 +279,8 @@ class WatchStream:
         self.moved = asyncio.Event()
         self._next_id = 0
         self._progress: asyncio.Task[None] | None = None
-        self._slots = contextlib.AsyncExitStack()
+        #: Each watch's place among its tenant's watches, given back when the watch ends.
+        self._slots: dict[int, contextlib.AsyncExitStack] = {}
 
     @property
     def ready(self) -> bool:
@@ -309,6 +312,13 @@ class WatchStream:
                 compact_revision=oldest,
             )
         )
+
+    async def release(self, watch_id: int) -> None:
+        """A watch has ended: its tenant may open another in its place (a client re-watching on one
+        stream, as clientv3 does, never runs out of watches)."""
+        slot = self._slots.pop(watch_id, None)
+        if slot is not None:
+            await slot.aclose()
 
     # -- requests, in order ---------------------------------------------------------------------------
 
@@ -355,11 +365,13 @@ class WatchStream:
             return
         admission = self.caller.admission
         if admission is not None:
+            slot = contextlib.AsyncExitStack()
             try:
-                await self._slots.enter_async_context(admission.watch())
+                await slot.enter_async_context(admission.watch())
             except StatusError:
                 await self.send([self._refused("etcdserver: too many requests")])
                 return
+            self._slots[watch_id] = slot
         while self._next_id in self.watches or self._next_id == watch_id:
             self._next_id += 1
         cache = front.cache_for(key, end)
@@ -386,12 +398,15 @@ class WatchStream:
         else:
             since = await self.front.current_revision()
             await cache.wait_for(since, cache.settings.wait_timeout)
-        if since < cache.state.window.oldest_revision:
-            # Older than the cache's window: etcd may still have that history (or says it was
-            # compacted, in its own words), so this watch is etcd's own.
-            await self._create_passed(request, watch_id, key, end)
-            return
         created = self._created(watch_id, cache.revision)
+        if since < cache.state.window.oldest_revision:
+            # Older than the cache's window: answered as etcd answers a compacted start revision
+            # (created, then canceled with the oldest revision the window replays from), so the
+            # client relists; never an etcd watch of its own.
+            await self.send([created])
+            await self.send([self.compacted(watch_id, cache)])
+            await self.release(watch_id)
+            return
         watcher = cache.watch(
             selector=EVERYTHING,
             namespace=None,
@@ -410,6 +425,7 @@ class WatchStream:
         if watch is None:
             return  # etcd answers nothing for an unknown id
         await watch.stop()
+        await self.release(watch_id)
         current = await self.front.current_revision()
         await self.send(
             [
@@ -444,7 +460,8 @@ class WatchStream:
         if self._progress is not None:
             self._progress.cancel()
             await asyncio.gather(self._progress, return_exceptions=True)
-        await self._slots.aclose()
+        for watch_id in list(self._slots):
+            await self.release(watch_id)
 
 
 class Watch:

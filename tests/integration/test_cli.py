@@ -85,6 +85,18 @@ async def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
     assert "resources[0]" in err and "group" in err
 
 
+async def test_the_installed_command_runs() -> None:
+    """The ``watchcache`` console script pyproject installs (not only ``python -m watchcache``) runs."""
+    command = Path(sys.executable).parent / "watchcache"
+    proc = await asyncio.create_subprocess_exec(
+        str(command), "--help", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"serve" in out
+
+
 async def test_help_documents_the_flags() -> None:
     """`watchcache serve --help` lists the kube-apiserver-style flags."""
     code, out, _ = await run("serve", "--help")

@@ -68,6 +68,20 @@ class EtcdServerTLS:
         return context
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (``T`` in /proc)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as stat:
+                # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces).
+                if stat.read().rpartition(b")")[2].split()[0] != b"T":
+                    return False
+    except FileNotFoundError:
+        return False
+    return True
+
+
 @dataclass(eq=False)
 class Member(EtcdMember):
     """An etcd member a test may freeze (SIGSTOP), unfreeze, restart and ask for its status."""
@@ -86,10 +100,17 @@ class Member(EtcdMember):
         self._paused = False
 
     def pause(self) -> None:
-        """Freeze the process with SIGSTOP (it keeps its sockets but answers nothing)."""
+        """Freeze the process with SIGSTOP (it keeps its sockets but answers nothing). Returns once
+        every thread of it is stopped: a signal is delivered asynchronously, and a thread still running
+        on another core could otherwise answer one more request."""
         process = self._require_running()
         process.send_signal(signal.SIGSTOP)
         self._paused = True
+        deadline = time.monotonic() + 5.0
+        while not _all_threads_stopped(process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"etcd (pid {process.pid}) did not stop on SIGSTOP within 5 s")
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """Unfreeze the process with SIGCONT."""

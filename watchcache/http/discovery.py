@@ -65,6 +65,7 @@ __all__ = [
     "encode",
     "group_versions",
     "openapi_v2_format",
+    "quality",
     "served_specs",
     "version_info",
     "watchcache_version",
@@ -198,9 +199,9 @@ def openapi_v2_format(accept: str | None) -> OpenAPIV2Format | None:
     for position, clause in enumerate((accept or "*/*").split(",")):
         media, _, params = clause.partition(";")
         kind, _, subtype = media.strip().lower().partition("/")
-        quality = _quality(params)
-        if kind and subtype and quality > 0:
-            clauses.append((-quality, kind == "*", subtype == "*", position, kind, subtype))
+        q = quality(params)
+        if kind and subtype and q > 0:
+            clauses.append((-q, kind == "*", subtype == "*", position, kind, subtype))
     for *_, kind, subtype in sorted(clauses):
         for media_type, answer in _OPENAPI_V2_FORMATS:
             offered_kind, _, offered_subtype = media_type.partition("/")
@@ -214,7 +215,7 @@ def accepts_json(accept: str | None) -> bool:
     return openapi_v2_format(accept) == "json"
 
 
-def _quality(params: str) -> float:
+def quality(params: str) -> float:
     """The ``q`` of an Accept clause's parameters (1 when absent or unreadable)."""
     for param in params.split(";"):
         key, _, value = param.partition("=")

@@ -66,7 +66,8 @@ def test_invalid_name_message_is_kubernetes_like() -> None:
     assert caught.value.message == (
         'metadata.name: Invalid value: "Foo_": a lowercase RFC 1123 subdomain must consist of '
         "lower case alphanumeric characters, '-' or '.', and must start and end with an "
-        "alphanumeric character"
+        "alphanumeric character (e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
     )
     with pytest.raises(InvalidError, match="no more than 253 characters"):
         validate_name("a" * 254)
@@ -93,6 +94,8 @@ def test_invalid_namespaces(namespace: str) -> None:
 def test_invalid_namespace_message_is_kubernetes_like() -> None:
     """The message gives the RFC 1123 label rule."""
     with pytest.raises(InvalidError, match="a lowercase RFC 1123 label must consist of"):
+        validate_namespace("a_b")
+    with pytest.raises(InvalidError, match="must not contain dots"):
         validate_namespace("a.b")
     with pytest.raises(InvalidError, match="no more than 63 characters"):
         validate_namespace("a" * 64)

@@ -43,6 +43,7 @@ from .read import Reads
 from .responses import Observation, Responder
 from .routes import Target, target_of, verb_of
 from .settings import ServerSettings
+from .tables import Tables
 from .watch import Watches
 from .wire import status_response
 from .write import Writes
@@ -82,8 +83,9 @@ class APIServer:
         self.connections = ConnectionGuard(self.settings.connections)
         self._out = Responder(self.settings.write_timeout)
         self._documents = Documents(self.specs, self._caller)
-        reads, writes = Reads(self._out), Writes(self.settings.max_body_bytes)
-        watches = Watches(self._out, self.settings.min_request_timeout)
+        tables = Tables(self.specs)
+        reads, writes = Reads(self._out, tables), Writes(self.settings.max_body_bytes)
+        watches = Watches(self._out, self.settings.min_request_timeout, tables)
         self._handlers: dict[str, Handler] = {
             "GET": reads.get,
             "LIST": reads.list,

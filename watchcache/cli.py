@@ -1,7 +1,7 @@
 """The ``watchcache`` command line: ``serve`` (the HTTP service) and ``demo`` (the embedded API).
 
 Flags follow kube-apiserver's names where one exists. A bad flag or configuration ends the process
-with exit code 2 and one line saying why; a clean shutdown (SIGTERM, SIGINT) exits 0.
+with exit code 2 and one line saying why; a clean shutdown (SIGTERM, SIGINT, SIGHUP) exits 0.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     etcd.add_argument(
         "--embedded-etcd",
         action="store_true",
-        help="start a private etcd (the 'etcd' binary on PATH) in a temporary directory; stopped on exit",
+        help="start a private etcd (the 'etcd' binary on PATH) in a temporary directory; it and its data "
+        "go when watchcache ends, however it ends",
     )
     etcd.add_argument("--etcd-prefix", default="/registry", help="key prefix in etcd (default: /registry)")
     etcd.add_argument("--etcd-cafile", help="CA bundle (PEM) that verifies etcd's serving certificate")
@@ -272,13 +273,18 @@ def _raise_open_files_limit() -> None:
 
 
 def _hints(service: Service) -> str:
-    config = service.options.config
+    options = service.options
+    config = options.config
     server = service.url
+    etcd_endpoint = service.etcd_endpoint
     lines = [f"watchcache: serving {server}"]
     if service.etcd_endpoint:
         lines.append(f"watchcache: serving the etcd v3 API at {service.etcd_endpoint}")
     if service.etcd is not None:
-        lines.append(f"watchcache: private etcd at {service.etcd.endpoints[0]} (removed on exit)")
+        lines.append(
+            f"watchcache: private etcd at {service.etcd.endpoints[0]}, data in {service.etcd.root} "
+            "(removed on exit)"
+        )
     if config.tenants is None:
         lines.append("watchcache: no tenants configured: authentication is OFF (loopback development only)")
     first = config.resources[0]
@@ -290,22 +296,25 @@ def _hints(service: Service) -> str:
         f"  kubectl {flags} get {first.resource}{ns} -w &",
         f"  curl -s {server}/apis/{first.group}/{first.versions[0]}/{first.resource}",
         *(
-            [
-                f"  etcdctl --endpoints {service.etcd_endpoint} get --prefix "
-                f"{service.options.etcd_prefix}/{first.group}/"
-            ]
+            [f"  etcdctl --endpoints {etcd_endpoint} get --prefix {options.etcd_prefix}/{first.group}/"]
             if service.etcd_endpoint and config.tenants is None
             else []
         ),
-        "Stop with Ctrl-C (SIGINT) or SIGTERM.",
+        "Stop with Ctrl-C, SIGTERM or by closing the terminal (SIGHUP): open watches end cleanly"
+        + (", the private etcd and its data are removed." if service.etcd is not None else "."),
     ]
     return "\n".join(lines)
+
+
+# Each ends the service the same way: the listener closes, open watches end, etcd is stopped. SIGHUP
+# is what closing the terminal sends.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 async def _serve(options: ServiceOptions) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     service = Service(options)
     try:
@@ -315,7 +324,7 @@ async def _serve(options: ServiceOptions) -> int:
         log.info("shutting down: ending open watches")
     finally:
         await service.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     return 0
 

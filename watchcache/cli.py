@@ -1,4 +1,5 @@
-"""The ``watchcache`` command line: ``serve`` (the HTTP service) and ``demo`` (the embedded API).
+"""The ``watchcache`` command line: ``serve`` (the HTTP service), ``demo`` (the embedded API) and
+``version``.
 
 Flags follow kube-apiserver's names where one exists. A bad flag or configuration ends the process
 with exit code 2 and one line saying why; a clean shutdown (SIGTERM, SIGINT, SIGHUP) exits 0.
@@ -11,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -25,6 +28,7 @@ from .http.connections import ConnectionSettings
 from .http.settings import ServerSettings
 from .logs import configure_logging
 from .service import Service, ServiceOptions
+from .version import VERSION
 
 log = logging.getLogger("watchcache")
 
@@ -39,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="watchcache",
         description="A shared, tenant-safe etcd watch cache for Kubernetes aggregated API servers.",
     )
+    parser.add_argument("--version", action="version", version=f"watchcache {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     serve = commands.add_parser(
@@ -190,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated etcd URLs; without it a private etcd is started (needs 'etcd' on PATH)",
     )
     demo.add_argument("--etcd-prefix", default="/registry", help="key prefix in etcd (default /registry)")
+    commands.add_parser("version", help="print watchcache's version")
     return parser
 
 
@@ -272,14 +278,37 @@ def _raise_open_files_limit() -> None:
         log.debug("could not raise the open files limit: %s", err)
 
 
+# A listener on every interface is not reached at its own address: suggest one that is.
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def _reachable(url: str) -> tuple[str, str | None]:
+    """``url`` as a client on this machine reaches it, and as other machines may (by host name) when
+    it listens on every interface (else ``None``)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if host not in _LOOPBACK:
+        return url, None
+    loopback = _LOOPBACK[host]
+    shown = f"[{loopback}]" if ":" in loopback else loopback
+    return (
+        parts._replace(netloc=f"{shown}:{parts.port}").geturl(),
+        parts._replace(netloc=f"{socket.gethostname()}:{parts.port}").geturl(),
+    )
+
+
 def _hints(service: Service) -> str:
     options = service.options
     config = options.config
-    server = service.url
-    etcd_endpoint = service.etcd_endpoint
-    lines = [f"watchcache: serving {server}"]
+    server, remote = _reachable(service.url)
+    etcd_endpoint = _reachable(f"//{service.etcd_endpoint}")[0].removeprefix("//")
+    lines = [f"watchcache: serving {service.url}"]
+    if remote is not None:
+        lines[0] += f" (every interface): {server} from this machine, {remote} from others"
     if service.etcd_endpoint:
         lines.append(f"watchcache: serving the etcd v3 API at {service.etcd_endpoint}")
+        if etcd_endpoint != service.etcd_endpoint:
+            lines[-1] += f" (every interface): {etcd_endpoint} from this machine"
     if service.etcd is not None:
         lines.append(
             f"watchcache: private etcd at {service.etcd.endpoints[0]}, data in {service.etcd.root} "
@@ -331,6 +360,9 @@ async def _serve(options: ServiceOptions) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"watchcache {VERSION}")
+        return 0
     if args.command == "serve":
         configure_logging(log_format=args.log_format, level=args.log_level)
         try:

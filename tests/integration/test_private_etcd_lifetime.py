@@ -19,7 +19,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.serve import WATCHCACHE, Banner, live_processes_mentioning, read_banner, start_serve, wait_ready
+from support.serve import (
+    EXAMPLE_CONFIG_FILE,
+    WATCHCACHE,
+    Banner,
+    live_processes_mentioning,
+    read_banner,
+    start_serve,
+    wait_ready,
+)
 from support.waiting import wait_until
 
 WATCH = "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders?watch=true"
@@ -133,7 +141,7 @@ async def test_closing_the_terminal_stops_etcd_and_removes_its_data(tmp_path: Pa
             WATCHCACHE,
             "serve",
             "--config",
-            str(Path(__file__).parent.parent.parent / "examples" / "watchcache.yaml"),
+            EXAMPLE_CONFIG_FILE,
             "--embedded-etcd",
             "--port",
             "0",

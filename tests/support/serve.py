@@ -7,19 +7,29 @@ import asyncio
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import aiohttp
 
-__all__ = ["WATCHCACHE", "Banner", "live_processes_mentioning", "read_banner", "start_serve", "wait_ready"]
+from .waiting import wait_until
+
+__all__ = [
+    "EXAMPLE_CONFIG_FILE",
+    "WATCHCACHE",
+    "Banner",
+    "live_processes_mentioning",
+    "read_banner",
+    "start_serve",
+    "wait_ready",
+]
 
 WATCHCACHE = str(Path(sys.executable).with_name("watchcache"))
 """The console script pip installed (``.venv/bin/watchcache``), as ``./scripts/serve`` runs it."""
 
-EXAMPLE_CONFIG = str(Path(__file__).parent.parent.parent / "examples" / "watchcache.yaml")
+EXAMPLE_CONFIG_FILE = str(Path(__file__).resolve().parents[2] / "examples" / "watchcache.yaml")
+"""The example configuration's path (``support.wardle.EXAMPLE_CONFIG`` is its text)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,7 @@ async def start_serve(*args: str, log: Path | None = None, **popen: Any) -> asyn
     stderr appended to ``log`` if given."""
     popen.setdefault("stdout", asyncio.subprocess.PIPE)
     popen.setdefault("start_new_session", True)
-    command = [WATCHCACHE, "serve", "--config", EXAMPLE_CONFIG, *args]
+    command = [WATCHCACHE, "serve", "--config", EXAMPLE_CONFIG_FILE, *args]
     if log is None:
         popen.setdefault("stderr", asyncio.subprocess.PIPE)
         return await asyncio.create_subprocess_exec(*command, **popen)
@@ -74,18 +84,16 @@ async def read_banner(proc: asyncio.subprocess.Process, *, within: float = 60.0)
 
 async def wait_ready(url: str, *, within: float = 30.0) -> None:
     """Poll ``{url}/readyz`` until it answers 200."""
-    deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as session:
-        while True:
+
+        async def ready() -> bool:
             try:
                 async with session.get(f"{url}/readyz") as reply:
-                    if reply.status == 200:
-                        return
+                    return reply.status == 200
             except aiohttp.ClientError:
-                pass
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"{url}/readyz not 200 within {within:g} s")
-            await asyncio.sleep(0.05)
+                return False
+
+        await wait_until(ready, within=within, message=f"{url}/readyz answering 200")
 
 
 def live_processes_mentioning(text: str) -> dict[int, str]:

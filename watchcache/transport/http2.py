@@ -31,7 +31,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-__all__ = ["Connection", "Handler", "Stream", "data_frame", "data_header"]
+__all__ = ["Connection", "Handler", "Stream", "data_header"]
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,6 @@ def data_header(stream_id: int, size: int, *, end_stream: bool = False) -> bytes
     )
 
 
-def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
-    """An HTTP/2 DATA frame: its header followed by ``payload``."""
-    return data_header(stream_id, len(payload), end_stream=end_stream) + payload
-
-
 class Stream:
     """One request of a connection: its headers, its body as it comes, and the way to answer."""
 
@@ -79,7 +74,9 @@ class Stream:
         # The body as it came, each piece with its flow-controlled length: acknowledged (the client's
         # window reopened) only when read, so a client can never have more than its window unread.
         self._body: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
-        self._pending: deque[bytes] = deque()
+        # DATA not written yet, each message as its parts (often shared by many streams: held, not
+        # copied) and its size.
+        self._pending: deque[tuple[list[bytes], int]] = deque()
         self._pending_size = 0
         self._window = asyncio.Event()
         self._draining = False
@@ -125,18 +122,20 @@ class Stream:
         """Queue ``payload`` as DATA, written now as far as the flow-control windows allow."""
         if self.closed or self.ended:
             return
-        self._pending.append(payload)
+        self._pending.append(([payload], len(payload)))
         self._pending_size += len(payload)
         self.connection.push(self)
 
     def send_parts(self, parts: list[bytes], size: int) -> None:
-        """Queue DATA of ``size`` bytes made of ``parts``. When nothing is queued ahead and the windows
-        allow it, it goes out at once as one frame, built with one join (the fan-out's path: the parts
-        are mostly bytes shared by many streams)."""
+        """Queue DATA of ``size`` bytes made of ``parts``, which may be shared by many streams: they are
+        held as they are, never joined, and handed to the socket as one vectored write with the frame
+        header. When nothing is queued ahead and the windows allow, it goes out in this turn's write."""
         if self.closed or self.ended:
             return
         if self._pending or not self.connection.write_frame(self, parts, size):
-            self.send(b"".join(parts))
+            self._pending.append((parts, size))
+            self._pending_size += size
+            self.connection.push(self)
 
     @property
     def unsent(self) -> int:
@@ -335,6 +334,14 @@ class Connection(asyncio.Protocol):
         self._out.append(data)
         self._out_size += len(data)
 
+    def _write_parts(self, header: bytes, parts: list[bytes], size: int) -> None:
+        """Queue a frame, its header and its parts, for this turn's one (vectored) write."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._write_out)
+        self._out.append(header)
+        self._out.extend(parts)
+        self._out_size += len(header) + size
+
     def _write_out(self) -> None:
         out, self._out, self._out_size = self._out, [], 0
         if out and self.transport is not None and not self.transport.is_closing():
@@ -367,7 +374,7 @@ class Connection(asyncio.Protocol):
             or self._full()
         ):
             return False
-        self._write(b"".join([data_header(stream.id, size), *parts]))
+        self._write_parts(data_header(stream.id, size), parts, size)
         # Debit h2's windows as its own send_data would, so they stay exact.
         h2conn.outbound_flow_control_window -= size
         state.outbound_flow_control_window -= size
@@ -385,26 +392,23 @@ class Connection(asyncio.Protocol):
             return
         frame_limit = h2conn.max_outbound_frame_size
         pending = stream._pending
-        out: list[bytes] = []
         while pending:
             window = min(h2conn.outbound_flow_control_window, state.outbound_flow_control_window)
             if window <= 0 or self._full():
                 break
-            payload = pending[0]
-            size = min(len(payload), window, frame_limit)
-            if size < len(payload):
-                pending[0] = payload[size:]
-                payload = payload[:size]
+            parts, whole = pending[0]
+            size = min(whole, window, frame_limit)
+            if size < whole:  # more than one frame or the window allows: split (a copy, rarely)
+                joined = b"".join(parts)
+                pending[0] = ([joined[size:]], whole - size)
+                parts = [joined[:size]]
             else:
                 pending.popleft()
-            out.append(data_frame(stream.id, payload))
+            self._write_parts(data_header(stream.id, size), parts, size)
             stream._pending_size -= size
             # Debit h2's windows as its own send_data would, so they stay exact.
             h2conn.outbound_flow_control_window -= size
             state.outbound_flow_control_window -= size
-        if out:
-            for frame in out:
-                self._write(frame)
         if pending:
             self._blocked[stream.id] = stream
         else:

@@ -108,8 +108,13 @@ class Cache:
         return self.state.revision
 
     async def wait_ready(self, timeout: float) -> None:
-        """Wait until the initial list is in; 429 TooManyRequests after ``timeout`` seconds."""
+        """Wait until the initial list is in; after ``timeout`` seconds 503 if etcd cannot be
+        reached, else 429 TooManyRequests (see :meth:`.ready.Readiness.not_ready`)."""
         await self.readiness.wait(timeout)
+
+    def check_ready(self) -> None:
+        """Raise what :meth:`wait_ready` would, at once, unless the initial list is in."""
+        self.readiness.check_ready()
 
     # -- the feed ----------------------------------------------------------------------------------
 

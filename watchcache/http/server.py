@@ -30,7 +30,6 @@ from ..errors import (
     NotFoundError,
     RequestEntityTooLargeError,
     StatusError,
-    TooManyRequestsError,
 )
 from ..tenancy.auth import Authenticator, Tenant
 from ..tenancy.limits import Admission
@@ -307,10 +306,7 @@ class APIServer:
                 )
                 admission = self._admission[tenant.name]
                 target = dataclasses.replace(target, admission=admission)
-            if not target.resource.is_ready:
-                raise TooManyRequestsError(
-                    f"the cache of {spec.qualified} is still loading; retry shortly", retry_after=1
-                )
+            target.resource.check_ready()  # 503 while etcd cannot be reached, else 429 while loading
             if admission is None:
                 response = await handler(request, target)
                 await self._out.deliver(request, response, None)

@@ -186,6 +186,11 @@ class Cache:
         """Wait until the cache has reached ``revision`` (504 Timeout after ``timeout`` seconds)."""
         await self.progress.wait_for(revision, timeout)
 
+    def reached(self, revision: int) -> asyncio.Future[None]:
+        """A future done once the cache has reached ``revision``, requesting nothing of etcd (see
+        :meth:`.ready.Progress.reached`)."""
+        return self.progress.reached(revision)
+
     # -- watchers ----------------------------------------------------------------------------------
 
     def watch(

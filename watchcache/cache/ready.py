@@ -109,6 +109,8 @@ class Progress:
         self._settings = settings
         self._stats = stats
         self._waiters: list[_Waiter] = []
+        self._watchers: list[_Waiter] = []  # see reached()
+        self._prune_at = 64
         self._seq = itertools.count()
         self._wanted = asyncio.Event()
 
@@ -136,6 +138,25 @@ class Progress:
             await self._wait(target, self._settings.sync_timeout)
         return target
 
+    def reached(self, revision: int) -> asyncio.Future[None]:
+        """A future done once the cache has every change up to ``revision`` (failed with the stop
+        error when the cache stops). Nothing is asked of etcd: it is what a merge of several caches
+        waits on for news. Cancel it when no longer wanted."""
+        future = asyncio.get_running_loop().create_future()
+        if self._readiness.stopped:
+            future.set_exception(self._readiness.stopped_error())
+        elif self._revision() >= revision:
+            future.set_result(None)
+        else:
+            # Apart from the requests' waiters: they do not make the progress writer write.
+            watchers = self._watchers
+            if len(watchers) >= self._prune_at:  # futures cancelled by their owners, amortized
+                watchers[:] = [w for w in watchers if not w.future.done()]
+                heapq.heapify(watchers)
+                self._prune_at = max(64, 2 * len(watchers))
+            heapq.heappush(watchers, _Waiter(revision, next(self._seq), future))
+        return future
+
     async def _wait(self, revision: int, timeout: float) -> None:
         if self._revision() >= revision:
             return
@@ -160,18 +181,19 @@ class Progress:
 
     def wake(self) -> None:
         """The cache's revision advanced: release the waiters it satisfies."""
-        waiters = self._waiters
         revision = self._revision()
-        while waiters and waiters[0].revision <= revision:
-            waiter = heapq.heappop(waiters)
-            if not waiter.future.done():
-                waiter.future.set_result(None)
+        for waiters in (self._waiters, self._watchers):
+            while waiters and waiters[0].revision <= revision:
+                waiter = heapq.heappop(waiters)
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
 
     def fail_all(self, error: StatusError) -> None:
-        for waiter in self._waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(error)
-        self._waiters.clear()
+        for waiters in (self._waiters, self._watchers):
+            for waiter in waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+            waiters.clear()
 
     async def run(self) -> None:
         """The progress-key writer (a task of the cache). A failed write is retried after a capped

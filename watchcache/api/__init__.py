@@ -3,7 +3,8 @@
 Owns: ``resource`` (Resource, the facade), ``options`` (ListOptions/WatchOptions: every parameter
 parsed and validated once), ``reads`` (GET, LIST), ``pages`` (pages, continue tokens), ``watch``
 (WATCH and its typed events), ``writes`` (create, update, patch, delete, dry run, quotas),
-``patch`` (bounded merge and JSON patches), ``spec`` (ResourceSpec), ``storage`` (Storage: one etcd
+``patch`` (bounded merge and JSON patches), ``namespaces`` (the core namespaces a caller may see,
+derived from the caches), ``spec`` (ResourceSpec), ``storage`` (Storage: one etcd
 client, one cache per resource). May import: ``watchcache.cache``, ``watchcache.etcd``,
 ``watchcache.keys``, ``watchcache.selectors``, ``watchcache.errors``.
 """

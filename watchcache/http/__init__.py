@@ -1,7 +1,8 @@
 """The REST front: Kubernetes paths, discovery and OpenAPI over the embedded API, with aiohttp.
 
 Owns: ``server`` (APIServer: listener, request path, errors as Status), ``routes`` (path → resource,
-verb), ``read``/``watch``/``write`` (the handlers), ``wire`` (all JSON line and chunk framing),
+verb), ``read``/``watch``/``write`` (the handlers), ``namespaces`` (the core group's read-only
+namespaces), ``wire`` (all JSON line and chunk framing),
 ``responses`` (write timeout, byte budgets, request metrics), ``connections`` (timeouts and caps),
 ``documents``/``discovery``/``openapi`` (what kubectl reads), ``metrics``, ``settings``. May import:
 ``watchcache.tenancy``, ``watchcache.api``, ``watchcache.keys``, ``watchcache.selectors``,

@@ -38,6 +38,7 @@ from .connections import ConnectionGuard, GuardedSite, TooManyConnectionsError
 from .documents import Documents
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
+from .namespaces import NamespaceHandlers
 from .read import Reads
 from .responses import Observation, Responder
 from .routes import Target, target_of, verb_of
@@ -83,6 +84,7 @@ class APIServer:
         self._documents = Documents(self.specs, self._caller)
         reads, writes = Reads(self._out), Writes(self.settings.max_body_bytes)
         watches = Watches(self._out, self.settings.min_request_timeout)
+        self._namespaces = NamespaceHandlers(storage, self.metrics, self._out, watches)
         self._handlers: dict[str, Handler] = {
             "GET": reads.get,
             "LIST": reads.list,
@@ -148,8 +150,10 @@ class APIServer:
         get("/livez", self._healthz, allow_head=False)
         get("/readyz", self._readyz, allow_head=False)
         get("/version", self._version, allow_head=False)
+        get("/version/", self._version, allow_head=False)  # kube-apiserver answers both (kr8s asks this)
         get("/metrics", self._metrics, allow_head=False)
-        get("/api", self._documents.api, allow_head=False)
+        app.router.add_route("*", "/api", self._core)
+        app.router.add_route("*", "/api/{tail:.*}", self._core)
         get("/openapi/v2", self._documents.openapi_v2, allow_head=False)
         get("/openapi/v3", self._documents.openapi_v3, allow_head=False)
         app.router.add_route("*", "/openapi/v3/{tail:.*}", self._documents.openapi_v3_document)
@@ -288,6 +292,28 @@ class APIServer:
                 raise MethodNotAllowedError(f"method {request.method} is not allowed here")
             return self._documents.apis(tenant, segments)
         return await self._resource_request(request, segments, tenant)
+
+    # -- /api: the core group's read-only namespaces ------------------------------------------------
+
+    async def _core(self, request: web.Request) -> web.StreamResponse:
+        segments = [unquote(s) for s in request.rel_url.raw_path.split("/")[2:]]
+        if segments and segments[-1] == "" and len(segments) <= 2:
+            segments.pop()  # a trailing slash on a discovery path
+        tenant = self._caller(request)
+        if len(segments) <= 1:
+            if request.method != "GET":
+                raise MethodNotAllowedError(f"method {request.method} is not allowed here")
+            return self._documents.core(segments)
+        version, resource, rest = segments[0], segments[1], segments[2:]
+        if version != "v1" or resource != "namespaces" or len(rest) > 1 or rest == [""]:
+            raise NotFoundError("the server could not find the requested resource")
+        readable = [r for r in self._resources.values() if tenant is None or tenant.can_read(r.spec.group)]
+        admission = self._admission[tenant.name] if tenant is not None else None
+        return await self._namespaces.handle(
+            request, rest[0] if rest else None, readable=readable, admission=admission
+        )
+
+    # -- /apis/{group}/{version}/...: the configured resources -------------------------------------
 
     async def _resource_request(
         self, request: web.Request, segments: list[str], tenant: Tenant | None

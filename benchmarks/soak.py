@@ -2,7 +2,7 @@
 """A fault soak of watchcache in front of a real 3-member etcd cluster, checked against etcd's history.
 
     python benchmarks/soak.py                 # 300 s of faults, ~200 watchers (a few minutes overall)
-    python benchmarks/soak.py --short         # ~50 s, fewer watchers: what tests/test_soak.py runs
+    python benchmarks/soak.py --short         # ~50 s, fewer watchers: what tests/soak/test_soak.py runs
     python benchmarks/soak.py --check DIR/history.json [--plant drop|duplicate|reorder|...]
 
 Everything runs on loopback: an etcd cluster (``EtcdCluster``), two ``watchcache serve`` replicas given

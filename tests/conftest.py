@@ -1,8 +1,19 @@
-"""Shared fixtures: real etcd processes (one per session, private ones, 3-member clusters), a
-unique key prefix per test, and a direct etcd client.
+"""The suite's layout, its markers, and the fixtures every directory shares.
 
-Tests share the session etcd and stay independent by writing only under their own ``prefix``.
-Tests that restart, kill, pause or compact etcd take ``own_etcd`` (or ``etcd_cluster``) instead.
+- ``tests/unit``: pure logic, no processes, no sockets (marker ``unit``; ``pytest -m unit`` runs them in
+  seconds).
+- ``tests/integration``: the service and the library against a real etcd, through real sockets (marker
+  ``etcd``).
+- ``tests/clients``: real clients — kubectl, the kubernetes Python client, etcdctl, the Go etcd client
+  (markers ``clients`` and ``etcd``).
+- ``tests/soak``: the benchmark scripts run end to end: the fault soak and each ``--quick`` mode (markers
+  ``soak`` and ``etcd``).
+- ``tests/support``: what the tests share — etcd processes and clients, waiting, the wardle sample's
+  objects, paths and keys, a REST client, a test CA.
+
+``pytest -m "not etcd"`` starts no etcd: every etcd here is a fixture, created only for a test that asks.
+Tests share the session etcd and stay independent by writing only under their own ``prefix``; tests that
+restart, kill, pause or compact etcd take ``own_etcd`` (or ``etcd_cluster``) instead.
 """
 
 from __future__ import annotations
@@ -13,12 +24,30 @@ from pathlib import Path
 
 import aetcd
 import pytest
-from certs import CertFiles, TestCA
-from etcd_helpers import etcd_client, unique_prefix
-from support.etcd import EtcdCluster, EtcdServer
+from support.certs import CertFiles, TestCA
+from support.etcd import EtcdCluster, EtcdServer, etcd_client, unique_prefix
+from support.wardle import EXAMPLE_CONFIG
 
 from watchcache.config import parse_config
 from watchcache.service import Service, ServiceOptions
+
+_DIRECTORY_MARKERS = {
+    "unit": ("unit",),
+    "integration": ("etcd",),
+    "clients": ("clients", "etcd"),
+    "soak": ("soak", "etcd"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its directory (see the module docstring)."""
+    root = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(root) if item.path.is_relative_to(root) else None
+        if relative is None or len(relative.parts) < 2:
+            continue
+        for marker in _DIRECTORY_MARKERS.get(relative.parts[0], ()):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +105,6 @@ async def etcd_kv(etcd_endpoints: list[str]) -> AsyncIterator[aetcd.Client]:
 
 
 # -- the HTTP service --------------------------------------------------------------------------------
-
-# The resources the service tests serve: the README's example configuration itself.
-EXAMPLE_CONFIG = (Path(__file__).parent.parent / "examples" / "watchcache.yaml").read_text()
 
 
 @pytest.fixture(scope="session")

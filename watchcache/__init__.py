@@ -5,7 +5,7 @@ The public Python API. Everything else in the package is private.
 
 from .api.pages import ListResult
 from .api.resource import Resource
-from .api.spec import ResourceSpec
+from .api.spec import PrinterColumn, ResourceSpec
 from .api.storage import Storage
 from .api.watch import Watch, WatchEvent
 from .cache.settings import CacheSettings
@@ -50,6 +50,7 @@ __all__ = [
     "InvalidError",
     "ListResult",
     "NotFoundError",
+    "PrinterColumn",
     "RequestEntityTooLargeError",
     "Resource",
     "ResourceSpec",

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .api.spec import ResourceSpec
+from .api.spec import PrinterColumn, ResourceSpec
 from .errors import ConfigError
 from .tenancy.config import TenantConfig, TenantLimits
 
@@ -110,7 +110,7 @@ def _strings(item: dict[str, Any], key: str, where: str, pattern: re.Pattern[str
 def _resource(item: object, where: str) -> ResourceSpec:
     if not isinstance(item, dict):
         raise ConfigError(f"{where}: want a mapping")
-    unknown = set(item) - {"group", "versions", "resource", "kind", "namespaced"}
+    unknown = set(item) - {"group", "versions", "resource", "kind", "namespaced", "printerColumns"}
     if unknown:
         raise ConfigError(f"{where}: unknown field(s): {', '.join(sorted(map(str, unknown)))}")
     group = _str(item, "group", where, _DNS_SUBDOMAIN, "a DNS subdomain (e.g. wardle.example.com)")
@@ -122,7 +122,51 @@ def _resource(item: object, where: str) -> ResourceSpec:
     namespaced = item.get("namespaced", True)
     if not isinstance(namespaced, bool):
         raise ConfigError(f"{where}: 'namespaced' must be true or false")
-    return ResourceSpec(group=group, resource=resource, kind=kind, namespaced=namespaced, versions=versions)
+    columns = tuple(
+        _printer_column(column, f"{where}.printerColumns[{i}]")
+        for i, column in enumerate(_list(item, "printerColumns", where))
+    )
+    try:
+        return ResourceSpec(
+            group=group,
+            resource=resource,
+            kind=kind,
+            namespaced=namespaced,
+            versions=versions,
+            printer_columns=columns,
+        )
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+_COLUMN_KEYS = {"name": str, "type": str, "jsonPath": str, "description": str, "priority": int, "format": str}
+
+
+def _printer_column(item: object, where: str) -> PrinterColumn:
+    """A CRD's ``additionalPrinterColumns`` entry, checked as kube-apiserver checks those."""
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: want a mapping with name, type and jsonPath")
+    unknown = set(item) - set(_COLUMN_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+    for key in ("name", "type", "jsonPath"):
+        if key not in item:
+            raise ConfigError(f"{where}: '{key}' is required")
+    for key, kind in _COLUMN_KEYS.items():
+        value = item.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ConfigError(f"{where}: '{key}' must be {'an integer' if kind is int else 'a string'}")
+    try:
+        return PrinterColumn(
+            name=item["name"],
+            type=item["type"],
+            json_path=item["jsonPath"],
+            description=item.get("description") or "",
+            priority=item.get("priority") or 0,
+            format=item.get("format") or "",
+        )
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _tenant(item: object, where: str) -> TenantConfig:

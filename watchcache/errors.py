@@ -8,7 +8,11 @@ on the exception.
 
 from __future__ import annotations
 
-from typing import ClassVar, NotRequired, TypedDict
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, NotRequired, TypedDict
 
 __all__ = [
     "AlreadyExistsError",
@@ -18,6 +22,7 @@ __all__ = [
     "EtcdUnavailableError",
     "EtcdUnreachableError",
     "ExpiredError",
+    "FieldError",
     "ForbiddenError",
     "InternalError",
     "InvalidError",
@@ -33,6 +38,7 @@ __all__ = [
     "TooManyRequestsError",
     "UnauthorizedError",
     "UnsupportedMediaTypeError",
+    "go_quote",
 ]
 
 
@@ -184,20 +190,175 @@ class UnsupportedMediaTypeError(StatusError):
     reason = "UnsupportedMediaType"
 
 
+FieldErrorType = Literal[
+    "FieldValueRequired",
+    "FieldValueInvalid",
+    "FieldValueNotSupported",
+    "FieldValueForbidden",
+    "FieldValueTooLong",
+]
+"""k8s.io/apimachinery's ``field.ErrorType`` values that watchcache reports (a cause's ``reason``)."""
+
+_TYPE_WORDS: dict[FieldErrorType, str] = {
+    "FieldValueRequired": "Required value",
+    "FieldValueInvalid": "Invalid value",
+    "FieldValueNotSupported": "Unsupported value",
+    "FieldValueForbidden": "Forbidden",
+    "FieldValueTooLong": "Too long",
+}
+_VALUE_SHOWN: frozenset[FieldErrorType] = frozenset({"FieldValueInvalid", "FieldValueNotSupported"})
+
+
+class _Omitted(enum.Enum):
+    OMITTED = enum.auto()
+
+
+OMITTED = _Omitted.OMITTED
+"""A :class:`FieldError` value that is not shown (kube's ``omitValue``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field, worded as k8s.io/apimachinery's ``field.Error``: ``str()`` is
+    ``{field}: {body}``, the body ``Invalid value: "Bad_Name": {detail}`` (the value shown for the
+    invalid and unsupported kinds only, as Go's ``%q`` shows a string), ``Required value: {detail}``."""
+
+    field: str
+    """The field's path, e.g. ``metadata.name`` or ``metadata.labels``."""
+    type: FieldErrorType
+    value: object = OMITTED
+    detail: str = ""
+
+    @classmethod
+    def required(cls, field: str, detail: str = "") -> FieldError:
+        return cls(field, "FieldValueRequired", detail=detail)
+
+    @classmethod
+    def invalid(cls, field: str, value: object, detail: str) -> FieldError:
+        return cls(field, "FieldValueInvalid", value, detail)
+
+    @classmethod
+    def not_supported(cls, field: str, value: object, supported: Sequence[str]) -> FieldError:
+        detail = "supported values: " + ", ".join(go_quote(v) for v in supported)
+        return cls(field, "FieldValueNotSupported", value, detail)
+
+    @classmethod
+    def too_long(cls, field: str, max_bytes: int) -> FieldError:
+        unit = "byte" if max_bytes == 1 else "bytes"
+        return cls(field, "FieldValueTooLong", detail=f"may not be more than {max_bytes} {unit}")
+
+    def body(self) -> str:
+        """The message without the field (a cause's ``message``): kube's ``ErrorBody``."""
+        text = _TYPE_WORDS[self.type]
+        if self.type in _VALUE_SHOWN and self.value is not OMITTED:
+            text += f": {_go_value(self.value)}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body()}"
+
+    def cause(self) -> StatusCause:
+        return {"reason": self.type, "message": self.body(), "field": self.field}
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def go_quote(text: str) -> str:
+    """``text`` as Go's ``strconv.Quote`` (``%q``) writes it: printable characters as they are."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate is no valid rune: Go writes U+FFFD
+            out.append("\\ufffd")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _go_value(value: object) -> str:
+    """A bad value as ``field.Error`` prints it: strings quoted, numbers and booleans bare,
+    anything else as JSON."""
+    if isinstance(value, str):
+        return go_quote(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return encoded.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _aggregate(errors: Sequence[FieldError]) -> str:
+    """Several errors as one message, as k8s.io/apimachinery's ``errors.Aggregate``: duplicates
+    once, more than one in brackets."""
+    messages = list(dict.fromkeys(str(e) for e in errors))
+    return messages[0] if len(messages) == 1 else "[" + ", ".join(messages) + "]"
+
+
 class InvalidError(StatusError):
+    """422 Invalid: field errors, worded and detailed as kube-apiserver's ``NewInvalid`` words them.
+
+    A check that does not know the object (a key's name rules) raises it with the field errors
+    alone; the API layer names the object with :meth:`about` before it reaches a client.
+    """
+
     code = 422
     reason = "Invalid"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: StatusDetails | None = None,
+        errors: Sequence[FieldError] = (),
+    ) -> None:
+        super().__init__(message, details=details)
+        #: The field errors, one cause each.
+        self.errors = tuple(errors)
+
     @classmethod
-    def for_field(cls, qualified_kind: str, name: str, field: str, why: str) -> InvalidError:
+    def of(
+        cls, errors: Sequence[FieldError], *, kind: str = "", group: str = "", name: str = ""
+    ) -> InvalidError:
+        """``Flunder.wardle.example.com "Bad_Name" is invalid: metadata.name: Invalid value: ...``
+        with ``details`` {kind, group, name, one cause per error}; without ``kind``, the errors alone."""
+        causes = [e.cause() for e in errors]
+        if not kind:
+            message = _aggregate(errors) if errors else "the request is invalid"
+            return cls(message, details={"causes": causes}, errors=errors)
+        qualified = f"{kind}.{group}" if group else kind
+        message = f"{qualified} {go_quote(name)} is invalid"
+        if errors:
+            message += f": {_aggregate(errors)}"
         return cls(
-            f'{qualified_kind} "{name}" is invalid: {field}: {why}',
-            details={
-                "name": name,
-                "kind": qualified_kind,
-                "causes": [{"reason": "FieldValueInvalid", "message": why, "field": field}],
-            },
+            message,
+            details={"name": name, "group": group, "kind": kind, "causes": causes},
+            errors=errors,
         )
+
+    @property
+    def names_object(self) -> bool:
+        """Whether the error already names its object's kind."""
+        return bool(self.details and self.details.get("kind"))
+
+    def about(self, *, kind: str, group: str, name: str) -> InvalidError:
+        """This error naming the object ``name`` of ``kind``; itself when it names one already."""
+        if self.names_object:
+            return self
+        errors = self.errors or (FieldError("", "FieldValueInvalid", detail=self.message),)
+        return InvalidError.of(errors, kind=kind, group=group, name=name)
 
 
 class TooManyRequestsError(StatusError):

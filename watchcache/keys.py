@@ -15,11 +15,17 @@ import json
 import re
 from dataclasses import dataclass
 
-from .errors import BadRequestError, InvalidError
+from .errors import BadRequestError, FieldError, InvalidError
 
 __all__ = [
+    "LABEL_RULE",
+    "SUBDOMAIN_RULE",
     "KeyLayout",
+    "label_problems",
+    "name_errors",
+    "namespace_errors",
     "prefix_range_end",
+    "subdomain_problems",
     "validate_name",
     "validate_namespace",
 ]
@@ -27,50 +33,73 @@ __all__ = [
 _DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
 
-_SUBDOMAIN_RULE = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-    "'-' or '.', and must start and end with an alphanumeric character"
+# k8s.io/apimachinery/pkg/util/validation's rules, word for word (the regexes as it prints them).
+_LABEL_FORMAT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN_FORMAT = _LABEL_FORMAT + "(\\." + _LABEL_FORMAT + ")*"
+SUBDOMAIN_RULE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    f"and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+    f"validation is '{_SUBDOMAIN_FORMAT}')"
 )
-_LABEL_RULE = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-    "and must start and end with an alphanumeric character"
+LABEL_RULE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+    f"start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+    f"validation is '{_LABEL_FORMAT}')"
 )
 
 
-def _invalid(field: str, value: str, why: str, *, required: bool = False) -> InvalidError:
-    shown = "Required value" if required else f"Invalid value: {json.dumps(value)}"
-    return InvalidError(
-        f"{field}: {shown}: {why}",
-        details={
-            "causes": [
-                {
-                    "reason": "FieldValueRequired" if required else "FieldValueInvalid",
-                    "message": why,
-                    "field": field,
-                }
-            ]
-        },
-    )
+def _byte_length(value: str) -> int:
+    """Go's ``len``: UTF-8 bytes."""
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def subdomain_problems(value: str) -> list[str]:
+    """Why ``value`` is not a DNS-1123 subdomain (kube's ``IsDNS1123Subdomain``); [] when it is."""
+    problems = []
+    if _byte_length(value) > 253:
+        problems.append("must be no more than 253 characters")
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
+        problems.append(SUBDOMAIN_RULE)
+    return problems
+
+
+def label_problems(value: str) -> list[str]:
+    """Why ``value`` is not a DNS-1123 label (kube's ``IsDNS1123Label``); [] when it is."""
+    problems = []
+    if _byte_length(value) > 63:
+        problems.append("must be no more than 63 characters")
+    if not _DNS1123_LABEL.fullmatch(value):
+        # A valid subdomain that is no label has dots (the length is reported already).
+        problems.append("must not contain dots" if _DNS1123_SUBDOMAIN.fullmatch(value) else LABEL_RULE)
+    return problems
+
+
+def name_errors(name: str) -> list[FieldError]:
+    """What is wrong with an object's name, as kube-apiserver reports it for a custom resource."""
+    if not name:
+        return [FieldError.required("metadata.name", "name or generateName is required")]
+    return [FieldError.invalid("metadata.name", name, problem) for problem in subdomain_problems(name)]
+
+
+def namespace_errors(namespace: str) -> list[FieldError]:
+    """What is wrong with a namespace, as kube-apiserver reports it."""
+    if not namespace:
+        return [FieldError.required("metadata.namespace")]
+    return [FieldError.invalid("metadata.namespace", namespace, p) for p in label_problems(namespace)]
 
 
 def validate_name(name: str) -> None:
     """Raise ``InvalidError`` unless ``name`` is a DNS-1123 subdomain (so never "..", nor a '/')."""
-    if not name:
-        raise _invalid("metadata.name", name, "name is required", required=True)
-    if len(name) > 253:
-        raise _invalid("metadata.name", name, "must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN.fullmatch(name):
-        raise _invalid("metadata.name", name, _SUBDOMAIN_RULE)
+    errors = name_errors(name)
+    if errors:
+        raise InvalidError.of(errors)
 
 
 def validate_namespace(namespace: str) -> None:
     """Raise ``InvalidError`` unless ``namespace`` is a DNS-1123 label."""
-    if not namespace:
-        raise _invalid("metadata.namespace", namespace, "namespace is required", required=True)
-    if len(namespace) > 63:
-        raise _invalid("metadata.namespace", namespace, "must be no more than 63 characters")
-    if not _DNS1123_LABEL.fullmatch(namespace):
-        raise _invalid("metadata.namespace", namespace, _LABEL_RULE)
+    errors = namespace_errors(namespace)
+    if errors:
+        raise InvalidError.of(errors)
 
 
 def prefix_range_end(prefix: bytes) -> bytes:

@@ -8,6 +8,7 @@ the same etcd, so that what the front answers is compared with what etcd itself 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,11 +20,13 @@ import orjson
 import pytest
 import yaml
 from aetcd.rpc import rpc_pb2
-from certs import CertFiles, TestCA
-from etcd_helpers import host_port, retry, wait_until
-from support.etcd import EtcdServer
-from support.etcdv3 import EtcdV3, RpcFailed, prefix_end
+from support.certs import CertFiles, TestCA
+from support.etcd import EtcdServer, host_port
+from support.etcdv3 import EtcdV3, RpcFailed, WatchStream, prefix_end
+from support.waiting import retry, wait_until
+from support.wardle import flunder_key, flunders_layout
 
+from watchcache.cache.settings import CacheSettings
 from watchcache.config import parse_config
 from watchcache.service import Service, ServiceOptions
 
@@ -32,7 +35,7 @@ pytestmark = pytest.mark.etcd
 TOKENS = {"wardle": "wardle-token", "acme": "acme-token"}
 
 
-def config() -> str:
+def config(limits: dict[str, int] | None = None) -> str:
     resources = [
         {"group": "wardle.example.com", "versions": ["v1alpha1"], "resource": "flunders", "kind": "Flunder"},
         {"group": "acme.example.com", "versions": ["v1"], "resource": "widgets", "kind": "Widget"},
@@ -44,6 +47,7 @@ def config() -> str:
             "groups": ["wardle.example.com"],
             "readGroups": ["shared.example.com"],
             "tokens": [TOKENS["wardle"]],
+            **({"limits": limits} if limits else {}),
         },
         {"name": "acme", "groups": ["acme.example.com", "shared.example.com"], "tokens": [TOKENS["acme"]]},
     ]
@@ -51,9 +55,12 @@ def config() -> str:
 
 
 @asynccontextmanager
-async def front(endpoints: list[str], prefix: str, **options: Any) -> AsyncIterator[Service]:
+async def front(
+    endpoints: list[str], prefix: str, *, limits: dict[str, int] | None = None, **options: Any
+) -> AsyncIterator[Service]:
+    """watchcache with the etcd front over ``endpoints`` (``limits``: wardle's, if not the defaults)."""
     opts = ServiceOptions(
-        config=parse_config(config()),
+        config=parse_config(config(limits)),
         etcd_servers=tuple(endpoints),
         etcd_prefix=prefix,
         port=0,
@@ -99,10 +106,6 @@ async def direct(etcd_endpoints: list[str]) -> AsyncIterator[EtcdV3]:
         yield client
 
 
-def flunder(prefix: str, name: str, namespace: str = "default") -> bytes:
-    return f"{prefix}/wardle.example.com/flunders/{namespace}/{name}".encode()
-
-
 def value(name: str, **spec: Any) -> bytes:
     return orjson.dumps({"metadata": {"name": name, "namespace": "default"}, "spec": spec})
 
@@ -136,17 +139,17 @@ async def test_ranges_from_the_cache_are_etcds_answers(
     """Single keys, prefixes, pages (limit, more, count over the whole range), count-only,
     keys-only and past revisions: the front's answers are etcd's, field by field."""
     for i in range(7):
-        await direct.put(flunder(prefix, f"f{i}"), value(f"f{i}", n=i))
-    await direct.put(flunder(prefix, "f3"), value("f3", n=33))
-    revision = (await direct.delete(flunder(prefix, "f5"))).header.revision
-    await direct.put(flunder(prefix, "f6"), b"not json at all")
-    start = f"{prefix}/wardle.example.com/flunders/".encode()
+        await direct.put(flunder_key(prefix, f"f{i}"), value(f"f{i}", n=i))
+    await direct.put(flunder_key(prefix, "f3"), value("f3", n=33))
+    revision = (await direct.delete(flunder_key(prefix, "f5"))).header.revision
+    await direct.put(flunder_key(prefix, "f6"), b"not json at all")
+    start = flunders_layout(prefix).resource_prefix
     cases = [
-        {"key": flunder(prefix, "f3")},
-        {"key": flunder(prefix, "absent")},
+        {"key": flunder_key(prefix, "f3")},
+        {"key": flunder_key(prefix, "absent")},
         {"key": start, "range_end": prefix_end(start)},
         {"key": start, "range_end": prefix_end(start), "limit": 2},
-        {"key": flunder(prefix, "f2"), "range_end": prefix_end(start), "limit": 3},
+        {"key": flunder_key(prefix, "f2"), "range_end": prefix_end(start), "limit": 3},
         {"key": start, "range_end": prefix_end(start), "count_only": True},
         {"key": start, "range_end": prefix_end(start), "keys_only": True, "limit": 4},
         {"key": start, "range_end": prefix_end(start), "revision": revision - 1},
@@ -173,16 +176,35 @@ async def test_ranges_from_the_cache_are_etcds_answers(
     )
 
 
+async def test_a_range_at_a_past_revision_is_headed_by_etcds_current_revision(
+    svc: Service, wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """etcd heads an answer at a past revision with its current revision. The cache answering it may
+    not have seen the latest writes (here one outside every resource, which no cache sees), yet its
+    answer is headed by etcd's revision too — never an older one, which a client that had just
+    written would see as its revision going back."""
+    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    past = (await direct.put(flunder_key(prefix, "h"), value("h"))).header.revision
+    later = (await direct.put(f"{prefix}/elsewhere".encode(), b"x")).header.revision
+    assert svc.etcd_front is not None
+    passed = svc.etcd_front.front.forwarded["KV.Range"]
+    ours = await wardle.range(start, prefix_end(start), revision=past)
+    assert svc.etcd_front.front.forwarded["KV.Range"] == passed, "not answered from the cache"
+    theirs = await direct.range(start, prefix_end(start), revision=past)
+    assert kvs(ours) == kvs(theirs) and (ours.count, ours.more) == (theirs.count, theirs.more)
+    assert ours.header.revision >= later
+
+
 async def test_a_consistent_range_sees_every_earlier_write(
     wardle: EtcdV3, direct: EtcdV3, prefix: str
 ) -> None:
     """A linearizable range (revision 0) through the front contains a write made straight to etcd
     just before it, and its header revision is at least that write's."""
-    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    start = flunders_layout(prefix).resource_prefix
     for i in range(20):
-        written = await direct.put(flunder(prefix, f"c{i}"), value(f"c{i}"))
+        written = await direct.put(flunder_key(prefix, f"c{i}"), value(f"c{i}"))
         answer = await wardle.range(start, prefix_end(start))
-        assert flunder(prefix, f"c{i}") in [kv.key for kv in answer.kvs]
+        assert flunder_key(prefix, f"c{i}") in [kv.key for kv in answer.kvs]
         assert answer.header.revision >= written.header.revision
 
 
@@ -195,18 +217,18 @@ async def test_progress_keys_are_never_seen(svc: Service, wardle: EtcdV3, prefix
     async with wardle.watch_stream() as stream:
         await stream.create(group, prefix_end(group))
         assert (await stream.read()).created
-        await wardle.put(flunder(prefix, "p"), value("p"))
+        await wardle.put(flunder_key(prefix, "p"), value("p"))
         assert svc.storage is not None
         flunders = svc.storage.resources[0]
         await flunders.cache.sync()  # a consistent read that writes the progress key
         writes = flunders.stats.progress_writes
         await wardle.put(resource + b"/default/q", value("q"))
         events = await stream.events(2)
-        assert [e.kv.key for e in events] == [flunder(prefix, "p"), resource + b"/default/q"]
+        assert [e.kv.key for e in events] == [flunder_key(prefix, "p"), resource + b"/default/q"]
     exact = await wardle.range(resource, limit=1)
     assert exact.kvs == [] and exact.count == 0 and exact.header.revision > 0
     whole = await wardle.range(group, prefix_end(group))
-    assert [kv.key for kv in whole.kvs] == [flunder(prefix, "p"), resource + b"/default/q"]
+    assert [kv.key for kv in whole.kvs] == [flunder_key(prefix, "p"), resource + b"/default/q"]
     assert whole.count == 2
     assert writes >= 0
 
@@ -218,7 +240,7 @@ async def test_apiserver_transactions_answer_as_etcd(wardle: EtcdV3, direct: Etc
     """Create (``ModRevision==0 ? Put``), GuaranteedUpdate and delete (``ModRevision==rev ? Put|Delete :
     Get``): success and failure give etcd's layout — no responses for a failed create, the current
     KeyValue in ``responses[0]`` for a failed update or delete."""
-    key = flunder(prefix, "t")
+    key = flunder_key(prefix, "t")
     create = await wardle.txn([mod_is(key, 0)], [put_op(key, value("t"))], [])
     assert create.succeeded and len(create.responses) == 1
     again = await wardle.txn([mod_is(key, 0)], [put_op(key, value("t"))], [])
@@ -258,8 +280,10 @@ async def test_compact_rev_key_is_each_tenants_own_and_compact_does_nothing(
     assert (await direct.range(key)).kvs == []  # the real root key is untouched
     before = (await direct.range(b"\0", count_only=True)).header.revision
     await wardle.call("KV", "Compact", rpc_pb2.CompactionRequest(revision=before))
-    old = await direct.range(flunder(prefix, "none"), revision=2)
-    assert old.header.revision >= before  # revision 2 is still readable: nothing was compacted
+    # A revision of this test's, older than the Compact's, is still readable: nothing was compacted.
+    # (Not an older one: other tests may compact the shared etcd, but never past their own writes.)
+    old = await direct.range(flunder_key(prefix, "none"), revision=first.header.revision)
+    assert old.header.revision >= before
 
 
 # -- tenancy -------------------------------------------------------------------------------------------------
@@ -336,11 +360,11 @@ async def test_watch_from_a_revision_with_prev_kv_is_etcds_watch(
     """kube-apiserver's watch (prefix, start revision = list revision + 1, prev_kv, progress_notify):
     the front's events are etcd's, field by field — prev_kv on updates and deletes, none on creates,
     a delete's kv holding only its key and revision."""
-    start = f"{prefix}/wardle.example.com/flunders/".encode()
-    base = (await direct.put(flunder(prefix, "w0"), value("w0"))).header.revision
-    await direct.put(flunder(prefix, "w1"), value("w1"))
-    await direct.put(flunder(prefix, "w0"), value("w0", n=2))
-    await direct.delete(flunder(prefix, "w1"))
+    start = flunders_layout(prefix).resource_prefix
+    base = (await direct.put(flunder_key(prefix, "w0"), value("w0"))).header.revision
+    await direct.put(flunder_key(prefix, "w1"), value("w1"))
+    await direct.put(flunder_key(prefix, "w0"), value("w0", n=2))
+    await direct.delete(flunder_key(prefix, "w1"))
 
     async def events_of(client: EtcdV3) -> list[Any]:
         async with client.watch_stream() as stream:
@@ -363,7 +387,7 @@ async def test_many_watches_share_the_cache_and_get_every_event_in_order(
     watch of their own); each gets every change, once, in order; cancelling one answers canceled."""
     assert svc.storage is not None
     flunders = svc.storage.resources[0]
-    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    start = flunders_layout(prefix).resource_prefix
     async with (
         wardle.watch_stream() as s1,
         wardle.watch_stream() as s2,
@@ -377,7 +401,8 @@ async def test_many_watches_share_the_cache_and_get_every_event_in_order(
                 assert (await stream.read()).created
         assert flunders.watcher_count >= 20
         revisions = [
-            (await direct.put(flunder(prefix, f"m{i}"), value(f"m{i}"))).header.revision for i in range(10)
+            (await direct.put(flunder_key(prefix, f"m{i}"), value(f"m{i}"))).header.revision
+            for i in range(10)
         ]
         for stream in streams:
             got = await stream.events(50)
@@ -388,17 +413,124 @@ async def test_many_watches_share_the_cache_and_get_every_event_in_order(
         assert cancelled.canceled and cancelled.watch_id == 0
 
 
+async def test_watches_opened_at_once_share_revision_reads_and_miss_nothing(
+    svc: Service, wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """Forty watches opened at once from "now" (start_revision 0) on forty streams of one connection:
+    etcd's current revision is read a few times, not forty, yet each watch starts at or after a write
+    acknowledged before it was opened; then every watch gets every later change, once, in order —
+    sent on the shared connection as the changes come."""
+    assert svc.etcd_front is not None
+    front = svc.etcd_front.front
+    start = flunders_layout(prefix).resource_prefix
+    before = (await direct.put(flunder_key(prefix, "before"), value("before"))).header.revision
+    reads = front.revision_reads
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [await stack.enter_async_context(wardle.watch_stream()) for _ in range(40)]
+
+        async def open_watch(stream: WatchStream) -> Any:
+            await stream.create(start, prefix_end(start))
+            return await stream.read()
+
+        created = await asyncio.gather(*(open_watch(stream) for stream in streams))
+        assert all(c.created and c.header.revision >= before for c in created)
+        assert front.revision_reads - reads <= 4, "one revision read per watch"
+        revisions = [
+            (await direct.put(flunder_key(prefix, f"a{i}"), value(f"a{i}", n=i))).header.revision
+            for i in range(20)
+        ]
+        for stream in streams:
+            assert [e.kv.mod_revision for e in await stream.events(20)] == revisions
+
+
+async def etcd_watchers(etcd: EtcdServer) -> int:
+    """How many watchers etcd has (its ``etcd_debugging_mvcc_watcher_total`` gauge)."""
+    async with aiohttp.ClientSession() as http, http.get(etcd.endpoints[0] + "/metrics") as resp:
+        text = await resp.text()
+    [line] = [line for line in text.splitlines() if line.startswith("etcd_debugging_mvcc_watcher_total ")]
+    return int(float(line.split()[1]))
+
+
+async def test_a_watch_older_than_the_window_is_compacted_without_an_etcd_watch(
+    own_etcd: EtcdServer, prefix: str
+) -> None:
+    """A watch of a cached prefix from a revision the cache's window no longer holds is answered as etcd
+    answers a compacted start revision — ``created``, then ``canceled`` with no reason and
+    ``compact_revision`` the oldest revision the window replays from — and costs no etcd watch (etcd's
+    watcher count is unchanged). A watch from that revision replays the window, with a new id."""
+    window = CacheSettings(window_events=2)
+    async with front(own_etcd.endpoints, prefix, cache=window) as svc, tenant(svc, "wardle") as wardle:
+        start = f"{prefix}/wardle.example.com/flunders/".encode()
+        written = [
+            (await wardle.put(flunder_key(prefix, f"o{i}"), value(f"o{i}"))).header.revision for i in range(4)
+        ]
+        assert svc.storage is not None
+        await svc.storage.resources[0].cache.wait_for(written[-1], 5)
+        watchers = await etcd_watchers(own_etcd)
+        async with wardle.watch_stream() as stream:
+            await stream.create(start, prefix_end(start), start_revision=written[0], prev_kv=True)
+            created = await stream.read()
+            assert created.created and not created.canceled
+            answer = await stream.read()
+            assert (answer.watch_id, answer.canceled, answer.cancel_reason) == (created.watch_id, True, "")
+            assert list(answer.events) == [] and written[1] < answer.compact_revision <= written[2]
+            assert await etcd_watchers(own_etcd) == watchers
+
+            await stream.create(start, prefix_end(start), start_revision=answer.compact_revision)
+            again = await stream.read()
+            assert again.created and not again.canceled and again.watch_id != created.watch_id
+            assert [e.kv.mod_revision for e in await stream.events(2)] == written[2:]
+
+
+async def test_an_ended_watch_gives_its_place_back(own_etcd: EtcdServer, prefix: str) -> None:
+    """A tenant's watches count against its ``maxWatches`` while they are open, not for as long as their
+    stream lasts: a client cancelling and re-creating watches on one stream (as clientv3 does when the
+    apiserver re-watches), or answered "compacted" — by the front's window, or by etcd for a watch
+    passed to it — can go on watching."""
+    window = CacheSettings(window_events=1)
+    async with (
+        front(own_etcd.endpoints, prefix, limits={"maxWatches": 2}, cache=window) as svc,
+        tenant(svc, "wardle") as wardle,
+        wardle.watch_stream() as stream,
+    ):
+        start = f"{prefix}/wardle.example.com/flunders/".encode()
+        group = f"{prefix}/wardle.example.com/".encode()
+        first = (await wardle.put(flunder_key(prefix, "a"), value("a"))).header.revision
+        last = (await wardle.put(flunder_key(prefix, "a"), value("a", n=2))).header.revision
+        host, port = host_port(own_etcd.endpoints[0])
+        async with EtcdV3(f"{host}:{port}") as direct:
+            await direct.call("KV", "Compact", rpc_pb2.CompactionRequest(revision=last))
+        for _ in range(3):
+            await stream.create(start, prefix_end(start))
+            created = await stream.read()
+            assert created.created and not created.canceled, created
+            await stream.cancel(created.watch_id)
+            assert (await stream.read()).canceled
+        for key in (start, group):  # the window's answer; etcd's, for a watch passed to it
+            for _ in range(3):
+                await stream.create(key, prefix_end(key), start_revision=first)
+                created = await stream.read()
+                assert created.created and not created.canceled, created
+                assert (await stream.read()).compact_revision > first
+        await stream.create(start, prefix_end(start))
+        await stream.create(start, prefix_end(start))
+        assert [(await stream.read()).canceled for _ in range(2)] == [False, False]
+        await stream.create(start, prefix_end(start))
+        refused = await stream.read()
+        assert (refused.canceled, refused.cancel_reason) == (True, "etcdserver: too many requests")
+
+
 async def test_request_progress_comes_after_every_event_it_covers(
     wardle: EtcdV3, direct: EtcdV3, prefix: str
 ) -> None:
     """A RequestProgress answer (``watch_id -1``) carries a revision at least etcd's when asked, and
     arrives after every event up to it (what kube-apiserver's consistent reads rely on)."""
-    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    start = flunders_layout(prefix).resource_prefix
     async with wardle.watch_stream() as stream:
         await stream.create(start, prefix_end(start), progress_notify=True)
         assert (await stream.read()).created
         for i in range(20):
-            written = (await direct.put(flunder(prefix, f"r{i}"), value(f"r{i}"))).header.revision
+            written = (await direct.put(flunder_key(prefix, f"r{i}"), value(f"r{i}"))).header.revision
             await stream.request_progress()
             seen = 0
             while True:
@@ -415,7 +547,7 @@ async def test_request_progress_comes_after_every_event_it_covers(
 async def test_one_cache_two_fronts(svc: Service, wardle: EtcdV3, prefix: str) -> None:
     """An object written through the REST front appears on an etcd-front watch, and one written
     through the etcd front appears in a REST list, in the same order."""
-    start = f"{prefix}/wardle.example.com/flunders/".encode()
+    start = flunders_layout(prefix).resource_prefix
     rest = svc.url + "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders"
     auth = {"Authorization": f"Bearer {TOKENS['wardle']}"}
     async with wardle.watch_stream() as stream, aiohttp.ClientSession(headers=auth) as http:
@@ -423,9 +555,12 @@ async def test_one_cache_two_fronts(svc: Service, wardle: EtcdV3, prefix: str) -
         assert (await stream.read()).created
         async with http.post(rest, json={"metadata": {"name": "via-rest"}}) as resp:
             assert resp.status == 201
-        await wardle.put(flunder(prefix, "via-etcd"), value("via-etcd"))
+        await wardle.put(flunder_key(prefix, "via-etcd"), value("via-etcd"))
         events = await stream.events(2)
-        assert [e.kv.key for e in events] == [flunder(prefix, "via-rest"), flunder(prefix, "via-etcd")]
+        assert [e.kv.key for e in events] == [
+            flunder_key(prefix, "via-rest"),
+            flunder_key(prefix, "via-etcd"),
+        ]
         async with http.get(rest) as resp:
             names = [item["metadata"]["name"] for item in (await resp.json())["items"]]
         assert names == ["via-etcd", "via-rest"]
@@ -440,7 +575,7 @@ async def test_leases_belong_to_the_tenant_that_granted_them(
     """A lease is passed to etcd and owned by its grantor: to another tenant it does not exist."""
     granted = await wardle.call("Lease", "LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=60))
     lease = granted.ID
-    await wardle.put(flunder(prefix, "leased"), value("leased"), lease=lease)
+    await wardle.put(flunder_key(prefix, "leased"), value("leased"), lease=lease)
     with pytest.raises(RpcFailed) as foreign:
         await acme.call("Lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease))
     assert foreign.value == RpcFailed(grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found")
@@ -450,9 +585,9 @@ async def test_leases_belong_to_the_tenant_that_granted_them(
         s.ID for s in (await acme.call("Lease", "LeaseLeases", rpc_pb2.LeaseLeasesRequest())).leases
     ]
     mine = await wardle.call("Lease", "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest(ID=lease, keys=True))
-    assert list(mine.keys) == [flunder(prefix, "leased")]
+    assert list(mine.keys) == [flunder_key(prefix, "leased")]
     await wardle.call("Lease", "LeaseRevoke", rpc_pb2.LeaseRevokeRequest(ID=lease))
-    await wait_until(lambda: _absent(direct, flunder(prefix, "leased")), message="the leased key expires")
+    await wait_until(lambda: _absent(direct, flunder_key(prefix, "leased")), message="the leased key expires")
 
 
 async def _absent(client: EtcdV3, key: bytes) -> bool:
@@ -505,9 +640,9 @@ async def test_client_certificates_name_the_tenant_over_tls(
     async with front(etcd_endpoints, prefix, **options) as svc:
         credentials = channel_credentials(test_ca, test_ca.issue("wardle"))
         async with EtcdV3(svc.etcd_endpoint, credentials=credentials) as wardle:
-            await wardle.put(flunder(prefix, "tls"), value("tls"))
-            assert [kv.key for kv in (await wardle.range(flunder(prefix, "tls"))).kvs] == [
-                flunder(prefix, "tls")
+            await wardle.put(flunder_key(prefix, "tls"), value("tls"))
+            assert [kv.key for kv in (await wardle.range(flunder_key(prefix, "tls"))).kvs] == [
+                flunder_key(prefix, "tls")
             ]
             with pytest.raises(RpcFailed) as denied:
                 await wardle.put(f"{prefix}/acme.example.com/widgets/default/x".encode(), b"x")
@@ -515,13 +650,13 @@ async def test_client_certificates_name_the_tenant_over_tls(
         without = channel_credentials(test_ca, None)
         async with EtcdV3(svc.etcd_endpoint, credentials=without, timeout=3) as stranger:
             with pytest.raises(RpcFailed) as refused:
-                await stranger.range(flunder(prefix, "tls"))
+                await stranger.range(flunder_key(prefix, "tls"))
             assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
             assert refused.value.message == "etcdserver: user name is empty"
             token = await stranger.authenticate("wardle", TOKENS["wardle"])
         async with EtcdV3(svc.etcd_endpoint, credentials=without, token=token) as by_token:
-            found = await by_token.range(flunder(prefix, "tls"))
-            assert [kv.key for kv in found.kvs] == [flunder(prefix, "tls")]
+            found = await by_token.range(flunder_key(prefix, "tls"))
+            assert [kv.key for kv in found.kvs] == [flunder_key(prefix, "tls")]
 
 
 async def test_watches_go_on_across_an_etcd_restart(own_etcd: EtcdServer, prefix: str) -> None:
@@ -530,18 +665,18 @@ async def test_watches_go_on_across_an_etcd_restart(own_etcd: EtcdServer, prefix
     async with front(own_etcd.endpoints, prefix) as svc, tenant(svc, "wardle") as wardle:
         host, port = host_port(own_etcd.endpoints[0])
         async with EtcdV3(f"{host}:{port}") as direct, wardle.watch_stream() as stream:
-            start = f"{prefix}/wardle.example.com/flunders/".encode()
+            start = flunders_layout(prefix).resource_prefix
             await stream.create(start, prefix_end(start), prev_kv=True)
             created = await stream.read()
             assert created.created
             before = [
-                (await direct.put(flunder(prefix, f"a{i}"), value("a"))).header.revision for i in range(3)
+                (await direct.put(flunder_key(prefix, f"a{i}"), value("a"))).header.revision for i in range(3)
             ]
             await own_etcd.member.restart()
             after = []
             for i in range(3):
                 done = await retry(
-                    lambda i=i: direct.put(flunder(prefix, f"b{i}"), value("b")), errors=(RpcFailed,)
+                    lambda i=i: direct.put(flunder_key(prefix, f"b{i}"), value("b")), errors=(RpcFailed,)
                 )
                 after.append(done.header.revision)
             seen = []

@@ -11,20 +11,19 @@ events. Header member and cluster ids are etcd's on both sides and compared as t
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
 import yaml
 from aetcd.rpc import rpc_pb2
-from etcd_helpers import host_port, unique_prefix
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.etcd import host_port, unique_prefix
 from support.etcdv3 import EtcdV3, RpcFailed, WatchStream
+from support.loop_thread import LoopThread
 
 from watchcache.config import parse_config
 from watchcache.service import Service, ServiceOptions
@@ -196,17 +195,13 @@ async def watched(side: Side) -> list[tuple[Any, ...]]:
 # -- the harness: a service on a loop of its own -------------------------------------------------------------
 
 
-class Harness:
+class Harness(LoopThread):
     def __init__(self, endpoints: list[str], prefix: str) -> None:
+        super().__init__("differential-loop", timeout=120.0)
         self.endpoints = endpoints
         self.prefix = prefix
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="differential-loop", daemon=True)
         self.service: Service | None = None
         self.examples = 0
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def start(self) -> None:
         options = ServiceOptions(
@@ -258,17 +253,8 @@ class Harness:
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     etcd = request.getfixturevalue("etcd")
     h = Harness(etcd.endpoints, unique_prefix())
-    h.thread.start()
-    try:
-        h.run(h.start())
+    with h.serving():
         yield h
-    finally:
-        try:
-            h.run(h.stop())
-        finally:
-            h.loop.call_soon_threadsafe(h.loop.stop)
-            h.thread.join(10)
-            h.loop.close()
 
 
 @settings(

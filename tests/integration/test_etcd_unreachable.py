@@ -26,10 +26,10 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from etcd_helpers import wait_until
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from support.etcd import EtcdServer
+from support.waiting import wait_until
 
 from watchcache.cache.settings import CacheSettings
 from watchcache.config import parse_config

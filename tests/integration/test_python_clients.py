@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from etcd_helpers import wait_until
 from prometheus_client.parser import text_string_to_metric_families
+from support.waiting import wait_until
 
 from watchcache.config import parse_config
 from watchcache.http.settings import ServerSettings

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import ssl
 import subprocess
@@ -16,6 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+import aetcd
 
 from watchcache.etcd.member import EtcdMember, http_json
 from watchcache.etcd.process import EmbeddedEtcd, EtcdGroup
@@ -64,6 +68,20 @@ class EtcdServerTLS:
         return context
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (``T`` in /proc)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as stat:
+                # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces).
+                if stat.read().rpartition(b")")[2].split()[0] != b"T":
+                    return False
+    except FileNotFoundError:
+        return False
+    return True
+
+
 @dataclass(eq=False)
 class Member(EtcdMember):
     """An etcd member a test may freeze (SIGSTOP), unfreeze, restart and ask for its status."""
@@ -82,10 +100,17 @@ class Member(EtcdMember):
         self._paused = False
 
     def pause(self) -> None:
-        """Freeze the process with SIGSTOP (it keeps its sockets but answers nothing)."""
+        """Freeze the process with SIGSTOP (it keeps its sockets but answers nothing). Returns once
+        every thread of it is stopped: a signal is delivered asynchronously, and a thread still running
+        on another core could otherwise answer one more request."""
         process = self._require_running()
         process.send_signal(signal.SIGSTOP)
         self._paused = True
+        deadline = time.monotonic() + 5.0
+        while not _all_threads_stopped(process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"etcd (pid {process.pid}) did not stop on SIGSTOP within 5 s")
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """Unfreeze the process with SIGCONT."""
@@ -209,3 +234,32 @@ class EtcdCluster(EtcdGroup):
                 sick = [m.name for m, ok in zip(members, healthy, strict=True) if not ok]
                 raise TimeoutError(f"etcd members {sick} not healthy within {timeout:g} s")
             await asyncio.sleep(POLL_INTERVAL)
+
+
+# -- clients of a test etcd ------------------------------------------------------------------------------
+
+RPC_TIMEOUT = 10.0
+"""Seconds any single etcd RPC of a test client may take (a hung etcd fails the test, not hangs)."""
+
+
+def host_port(endpoint: str) -> tuple[str, int]:
+    """Split ``http://host:port`` into ``(host, port)``."""
+    parts = urlsplit(endpoint)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"not an etcd endpoint: {endpoint!r}")
+    return parts.hostname, parts.port
+
+
+def etcd_client(endpoint: str, *, timeout: float = RPC_TIMEOUT) -> aetcd.Client:
+    """A direct aetcd client for ``endpoint``; use as ``async with etcd_client(url) as kv:``.
+
+    ``timeout`` bounds each RPC (shorten it when retrying through a failover: etcd itself holds a
+    request up to 7 s when it cannot reach the leader).
+    """
+    host, port = host_port(endpoint)
+    return aetcd.Client(host=host, port=port, timeout=timeout)
+
+
+def unique_prefix() -> str:
+    """A fresh etcd key prefix such as ``/registry-t1a2b3c4d``."""
+    return f"/registry-t{secrets.token_hex(4)}"

@@ -23,12 +23,20 @@ def prefix_end(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes((stripped[-1] + 1,)) if stripped else b"\0"
 
 
-@dataclass(frozen=True)
 class RpcFailed(Exception):
-    """A call's gRPC status (what an etcd client matches on: code and message)."""
+    """A call's gRPC status (what an etcd client matches on: code and message); equal to another of
+    the same code and message. Not a frozen dataclass: an exception's traceback must be settable."""
 
-    code: grpc.StatusCode
-    message: str
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RpcFailed) and (self.code, self.message) == (other.code, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.message))
 
 
 @dataclass

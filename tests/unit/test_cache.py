@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-from etcd_helpers import wait_until
 from support.memory_etcd import MemoryEtcd
+from support.waiting import wait_until
 
 from watchcache.cache.cache_watcher import (
     Bookmark,

@@ -12,8 +12,8 @@ import asyncio
 import logging
 
 import pytest
-from etcd_helpers import wait_until
 from support.memory_etcd import MemoryEtcd
+from support.waiting import wait_until
 
 from watchcache.cache.backoff import Backoff
 from watchcache.cache.cacher import Cache

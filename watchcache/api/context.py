@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..cache.cacher import Cache
 from ..cache.store import Codec
-from ..errors import BadRequestError, NotFoundError, TooManyRequestsError
+from ..errors import BadRequestError, InvalidError, NotFoundError, TooManyRequestsError
 from ..etcd.client import EtcdClient
 from ..keys import KeyLayout
 from .spec import ResourceSpec
@@ -70,11 +70,26 @@ class Context:
             await self.cache.wait_for(revision, self.cache.settings.wait_timeout)
         return revision
 
+    def invalid(self, err: InvalidError, name: str) -> InvalidError:
+        """``err`` naming the object ``name`` of this resource's kind, as every 422 must."""
+        return err.about(kind=self.spec.kind, group=self.spec.group, name=name)
+
+    def key(self, namespace: str | None, name: str) -> bytes:
+        """The etcd key of an object (400 for a namespace that does not fit the scope, 422 for a
+        name or namespace Kubernetes would refuse)."""
+        try:
+            return self.layout.object_key(namespace, name)
+        except InvalidError as err:
+            raise self.invalid(err, name) from None
+
     def scope(self, namespace: str | None) -> str | None:
         """The namespace a collection request is restricted to (validated), or None for all."""
         if not namespace:
             return None
         if not self.spec.namespaced:
             raise BadRequestError(f"{self.spec.qualified} is not namespaced")
-        self.layout.list_range(namespace)  # validates
+        try:
+            self.layout.list_range(namespace)  # validates
+        except InvalidError as err:
+            raise self.invalid(err, "") from None
         return namespace

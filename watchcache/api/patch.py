@@ -26,7 +26,13 @@ import json_merge_patch
 import jsonpointer
 import orjson
 
-from ..errors import BadRequestError, InvalidError, RequestEntityTooLargeError, UnsupportedMediaTypeError
+from ..errors import (
+    BadRequestError,
+    FieldError,
+    InvalidError,
+    RequestEntityTooLargeError,
+    UnsupportedMediaTypeError,
+)
 
 __all__ = [
     "JSON_PATCH",
@@ -97,8 +103,13 @@ def _too_large(limits: PatchLimits) -> RequestEntityTooLargeError:
     )
 
 
+def _invalid(detail: str) -> InvalidError:
+    """A patch that does not apply, as a field error of the patch (the API layer names the object)."""
+    return InvalidError.of([FieldError("patch", "FieldValueInvalid", detail=detail)])
+
+
 def _too_deep(limits: PatchLimits) -> InvalidError:
-    return InvalidError(
+    return _invalid(
         f"the patched object would be nested deeper than {limits.max_depth} levels; nothing was written"
     )
 
@@ -128,7 +139,7 @@ def merge_patch(patch: object, limits: PatchLimits) -> Mutation:
         # merge() may keep references into the patch: each attempt gets a copy of its own.
         merged = json_merge_patch.merge(current, copy.deepcopy(patch))
         if not isinstance(merged, dict):
-            raise InvalidError("the patched object is not a JSON object")
+            raise _invalid("the patched object is not a JSON object")
         if json_depth(merged, limits.max_depth) > limits.max_depth:
             raise _too_deep(limits)
         if json_size(merged) > limits.max_bytes:
@@ -351,11 +362,10 @@ def json_patch(patch: object, limits: PatchLimits) -> Mutation:
             try:
                 application.apply(op)
             except _PatchFailed as err:
-                raise InvalidError(
-                    f"the JSON patch cannot be applied: operation {index} ({op.op}): {err}"
-                ) from None
+                why = f"the JSON patch cannot be applied: operation {index} ({op.op}): {err}"
+                raise _invalid(why) from None
         if not isinstance(application.doc, dict):
-            raise InvalidError("the patched object is not a JSON object")
+            raise _invalid("the patched object is not a JSON object")
         return application.doc
 
     return mutate

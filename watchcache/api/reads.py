@@ -24,7 +24,7 @@ async def get_raw(
 ) -> bytes:
     """One object's JSON as served through ``version``; 404 when absent."""
     api_version = ctx.api_version(version)
-    key = ctx.layout.object_key(namespace, name)
+    key = ctx.key(namespace, name)
     await ctx.fresh(revision)
     entry = ctx.cache.get(key)
     if entry is None or entry.json is None:

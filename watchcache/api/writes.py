@@ -22,6 +22,7 @@ from ..errors import (
     AlreadyExistsError,
     BadRequestError,
     ConflictError,
+    FieldError,
     InternalError,
     InvalidError,
     NotFoundError,
@@ -29,8 +30,9 @@ from ..errors import (
     StatusError,
 )
 from ..etcd.types import KeyValue
+from ..keys import name_errors, namespace_errors
 from .context import Context
-from .meta import validate_metadata
+from .meta import generate_name_errors, metadata_errors
 from .options import parse_revision
 from .patch import PatchLimits, parse_patch
 from .spec import DEFAULT_MAX_OBJECT_BYTES
@@ -39,8 +41,10 @@ __all__ = ["Quota", "Writes"]
 
 _DEFAULT_MAX_DEPTH = 64
 _MAX_WRITE_ATTEMPTS = 16
-# Kubernetes' generateName alphabet: no vowels (no words), no look-alikes.
+# Kubernetes' generateName alphabet: no vowels (no words), no look-alikes; the prefix kept is at
+# most 58 characters, so that a generated name fits in 63.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_MAX_GENERATE_NAME = 58
 
 
 class Quota(Protocol):
@@ -69,7 +73,6 @@ class Writes:
         self._ctx = ctx
         self.spec = ctx.spec
         self.cache = ctx.cache
-        self._layout = ctx.layout
         self._etcd = ctx.etcd
         self._api_version = ctx.api_version
 
@@ -170,20 +173,23 @@ class Writes:
         as it would be stored, without a resourceVersion)."""
         api_version = self._api_version(version)
         meta = self._identity(obj, api_version)
-        validate_metadata(meta, kind=self.spec.kind, name=meta.get("name"))
+        errors = metadata_errors(meta)
         ns = self._namespace_of(meta, namespace)
         name = meta.get("name")
-        if not name:
-            generate = meta.get("generateName")
-            if not generate or not isinstance(generate, str):
-                raise InvalidError(
-                    "metadata.name: Required value: name or generateName is required",
-                    details={"kind": self.spec.kind, "causes": [{"field": "metadata.name"}]},
-                )
-            name = generate + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
-        if not isinstance(name, str):
-            raise BadRequestError("metadata.name must be a string")
-        key = self._layout.object_key(ns, name)
+        generate = meta.get("generateName")
+        found: list[FieldError] = []
+        if not name and generate:
+            # As kube-apiserver: the name is generated first, then both are checked.
+            found = generate_name_errors(generate)
+            name = generate[:_MAX_GENERATE_NAME] + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+        found += name_errors(name or "")
+        if ns is not None:
+            found += namespace_errors(ns)
+        found += errors
+        if found:
+            raise InvalidError.of(found, kind=self.spec.kind, group=self.spec.group, name=name or "")
+        assert isinstance(name, str)
+        key = self._ctx.key(ns, name)
         meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now())
         meta.pop("resourceVersion", None)
         stored = {**obj, "apiVersion": api_version, "metadata": meta}
@@ -295,7 +301,7 @@ class Writes:
         the current one, else 409 Conflict.
         """
         api_version = self._api_version(version)
-        key = self._layout.object_key(namespace, name)
+        key = self._ctx.key(namespace, name)
         # A dry run has no write to fail on a stale cached copy: it starts from etcd's own state.
         current, fresh = await (self._from_etcd(key) if dry_run else self._suggested(key))
         for _ in range(_MAX_WRITE_ATTEMPTS):
@@ -309,9 +315,7 @@ class Writes:
             obj = self._decode_stored(current, name)
             uid, created = obj["metadata"].get("uid"), obj["metadata"].get("creationTimestamp")
             self._served(obj, current.mod_revision, api_version)
-            new = mutate(obj)
-            meta = self._metadata(new)
-            validate_metadata(meta, kind=self.spec.kind, name=name)
+            new, meta = self._mutated(obj, mutate, name)
             wanted = parse_revision(meta.pop("resourceVersion", None), "metadata.resourceVersion")
             if wanted is not None and wanted != current.mod_revision:
                 if not fresh:
@@ -344,6 +348,21 @@ class Writes:
                     return self._served(stored, result.revision, api_version)
             current, fresh = result.current, True
         raise ConflictError.for_object(self.spec.qualified, name, "too many concurrent writers; try again")
+
+    def _mutated(
+        self, obj: dict[str, Any], mutate: Callable[[dict[str, Any]], dict[str, Any]], name: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``mutate(obj)`` and a copy of its metadata, once Kubernetes would accept that (422
+        naming the object otherwise)."""
+        try:
+            new = mutate(obj)
+        except InvalidError as err:
+            raise self._ctx.invalid(err, name) from None
+        meta = self._metadata(new)
+        errors = metadata_errors(meta)
+        if errors:
+            raise InvalidError.of(errors, kind=self.spec.kind, group=self.spec.group, name=name)
+        return new, meta
 
     async def _suggested(self, key: bytes) -> tuple[KeyValue | None, bool]:
         """The state a write starts from, and whether it is etcd's own (fresh) answer.
@@ -392,7 +411,7 @@ class Writes:
         ``resource_version`` and ``uid`` are preconditions (409 Conflict when they do not hold);
         404 if absent."""
         api_version = self._api_version(version)
-        key = self._layout.object_key(namespace, name)
+        key = self._ctx.key(namespace, name)
         precondition = parse_revision(resource_version, "preconditions.resourceVersion")
         current, fresh = await (self._from_etcd(key) if dry_run else self._suggested(key))
         for _ in range(_MAX_WRITE_ATTEMPTS):

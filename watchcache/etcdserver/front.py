@@ -8,6 +8,7 @@ answers), and a revision of etcd's — the caches hold etcd's revisions, so both
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,15 @@ class Front:
         self.cluster_id = 0
         self.member_id = 0
         self.raft_term = 1
-        #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches).
+        self._header_field: tuple[int, bytes] = (-1, b"")
+        # current_revision's batching: the fetch in flight, and the one callers wait for next.
+        self._revision_fetch: asyncio.Task[None] | None = None
+        self._next_revision: asyncio.Future[int] | None = None
+        self._closed = False
+        #: How many times etcd's current revision was read (:meth:`current_revision`).
+        self.revision_reads = 0
+        #: Calls passed on to etcd, by ``Service.Method`` (the rest were answered from the caches; the
+        #: front's probes of etcd's current revision are not counted).
         self.forwarded: Counter[str] = Counter()
 
     def cache_for(self, key: bytes, end: bytes) -> Cache | None:
@@ -59,11 +68,27 @@ class Front:
             cluster_id=self.cluster_id, member_id=self.member_id, revision=revision, raft_term=self.raft_term
         )
 
+    def header_field(self, revision: int) -> bytes:
+        """The encoded ``header`` field of a response at ``revision``, made once per revision (every
+        watcher of a change is sent the same)."""
+        cached = self._header_field
+        if cached[0] != revision:
+            encoded = rpc_pb2.WatchResponse(header=self.header(revision)).SerializeToString()
+            cached = self._header_field = (revision, encoded)
+        return cached[1]
+
     def learn(self, header: Any) -> None:
         """Keep the ids and term of etcd's own answers, for the answers the caches give."""
         if header.cluster_id:
+            term = max(self.raft_term, header.raft_term)
+            if (header.cluster_id, header.member_id, term) != (
+                self.cluster_id,
+                self.member_id,
+                self.raft_term,
+            ):
+                self._header_field = (-1, b"")
             self.cluster_id, self.member_id = header.cluster_id, header.member_id
-            self.raft_term = max(self.raft_term, header.raft_term)
+            self.raft_term = term
 
     async def forward(self, service: str, method: str, request: Any) -> Any:
         self.forwarded[f"{service}.{method}"] += 1
@@ -72,10 +97,51 @@ class Front:
         return response
 
     async def current_revision(self) -> int:
-        response = await self.forward(
-            "KV", "Range", rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
-        )
-        return int(response.header.revision)
+        """etcd's revision now: from a Range that started after this call did (so a write this caller
+        has seen acknowledged is included), shared by every caller waiting for the next one — a
+        thousand watches created at once cost one or two Ranges, not a thousand."""
+        waiting = self._next_revision
+        if waiting is None:
+            waiting = self._next_revision = asyncio.get_running_loop().create_future()
+            if self._revision_fetch is None:
+                self._fetch_revision()
+        return await asyncio.shield(waiting)
+
+    def _fetch_revision(self) -> None:
+        answer, self._next_revision = self._next_revision, None
+        assert answer is not None
+        self._revision_fetch = asyncio.create_task(self._revision(answer), name="etcd-front-revision")
+
+    async def _revision(self, answer: asyncio.Future[int]) -> None:
+        try:
+            # The front's own probe (a count of one key), not a call passed on: not in forwarded.
+            self.revision_reads += 1
+            probe = rpc_pb2.RangeRequest(key=b"\0", count_only=True, limit=1)
+            response = await self.etcd.forward("KV", "Range", probe)
+            self.learn(response.header)
+        except Exception as err:  # every caller gets etcd's error
+            answer.set_exception(err)
+            answer.exception()  # retrieved here: callers that left must not leave a warning
+        else:
+            answer.set_result(int(response.header.revision))
+        finally:
+            if not answer.done():  # cancelled: so are its callers
+                answer.cancel()
+            self._revision_fetch = None
+            if self._next_revision is not None:
+                if self._closed:
+                    self._next_revision.cancel()
+                    self._next_revision = None
+                else:
+                    self._fetch_revision()
+
+    async def close(self) -> None:
+        """Stop the revision fetch in flight (its callers get CancelledError)."""
+        self._closed = True
+        fetch = self._revision_fetch
+        if fetch is not None:
+            fetch.cancel()
+            await asyncio.gather(fetch, return_exceptions=True)
 
 
 def rpc(

@@ -82,24 +82,35 @@ class KV:
 
     async def _from_cache(self, cache: Any, request: rpc_pb2.RangeRequest, key: bytes, end: bytes) -> Any:
         revision = max(0, request.revision)
+        current = 0
         if revision == 0:
             if not request.serializable:
                 await cache.sync()
-        elif revision > cache.revision:
-            if revision > await self.front.current_revision():
-                raise FUTURE_REVISION()
-            await cache.wait_for(revision, cache.settings.wait_timeout)
+        else:
+            current = await self._past_revision(cache, revision)
         found = cache.range_at(key, end, revision=revision, limit=request.limit)
         if found is None:
             return None  # older than the cache's window: etcd knows it, or says it was compacted
         entries, count = found
         kvs = [] if request.count_only else [key_value(e, keys_only=request.keys_only) for e in entries]
         return rpc_pb2.RangeResponse(
-            header=self.front.header(cache.revision),
+            header=self.front.header(max(current, cache.revision)),
             kvs=kvs,
             more=bool(request.limit) and count > len(entries),
             count=count,
         )
+
+    async def _past_revision(self, cache: Any, revision: int) -> int:
+        """Ready ``cache`` to answer at ``revision`` (a future one is etcd's error); etcd's current
+        revision, which heads the answer as etcd's own answer is headed — the cache may not have seen
+        the latest writes yet (the caller's own, just made, among them), though they do not change what
+        is read at ``revision``."""
+        current = await self.front.current_revision()
+        if revision > current:
+            raise FUTURE_REVISION()
+        if revision > cache.revision:
+            await cache.wait_for(revision, cache.settings.wait_timeout)
+        return current
 
     async def _passed(self, space: Keyspace, request: rpc_pb2.RangeRequest) -> Any:
         """A range straight from etcd, the tenant's private keys named as it knows them and the

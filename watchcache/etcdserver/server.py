@@ -175,5 +175,6 @@ class EtcdFront:
             return
         server.close()
         await asyncio.gather(*(c.shut(grace) for c in list(self._connections)))
+        await self.front.close()
         with contextlib.suppress(Exception):
             await server.wait_closed()

@@ -25,18 +25,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from aetcd.rpc import rpc_pb2
 
-from ..cache.cache_watcher import Bookmark, CacheWatcher, Ended, WatchErrorItem
+from ..cache.cache_watcher import Bookmark, CacheWatcher, Ended, Item, WatchErrorItem
 from ..cache.cacher import Cache
-from ..cache.window import Change
+from ..cache.window import Change, ChangeType
 from ..errors import StatusError
 from ..selectors import EVERYTHING
 from .errors import COMPACTED, Context, EtcdError
-from .events import event_field, response
+from .events import event_field, events_blob, response, response_parts, watch_id_field
 from .front import Front, unavailable
 from .session import Caller
 
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 _QUEUE_BYTES = 4 * 1024 * 1024
 _BATCH_BYTES = 256 * 1024
+# Unsent bytes on the HTTP/2 stream past which responses queue (and the writer waits on the client)
+# instead of being written at once.
+_DIRECT_HIGH_WATER = 64 * 1024
 _NOPUT, _NODELETE = 0, 1
 _DUPLICATE = "mvcc: duplicate watch ID provided on the WatchStream"
 _EMPTY_RANGE = "mvcc: watcher range is empty"
@@ -75,6 +78,10 @@ class _Outgoing:
 
     def fail(self, error: BaseException) -> None:
         self._queue.put_nowait(error)
+
+    @property
+    def empty(self) -> bool:
+        return self._queue.empty()
 
     async def get(self) -> bytes:
         item = await self._queue.get()
@@ -107,7 +114,13 @@ class _ClientWatch:
 
 
 class _CachedWatch(_ClientWatch):
-    """A watcher of a resource's cache."""
+    """A watcher of a resource's cache.
+
+    Live changes take the fast path when they can: the cache's dispatch hands them to :meth:`_direct`,
+    which writes the response to the stream at once — no task wakes up per watcher per change. What
+    it cannot take (a bookmark, an error, a stream with responses queued ahead, a client behind on its
+    window) is buffered by the watcher and sent in order by :meth:`run`.
+    """
 
     def __init__(
         self, stream: WatchStream, watch_id: int, request: Any, cache: Cache, watcher: CacheWatcher
@@ -117,11 +130,29 @@ class _CachedWatch(_ClientWatch):
         self.watcher = watcher
         self.sent = watcher.after
         self.holding = False
+        self.id_field = watch_id_field(watch_id)
+        watcher.sink = self._direct
 
     @property
     def drained(self) -> bool:
         """Nothing owed is left in the watcher nor in hand."""
         return self.watcher.idle and not self.holding
+
+    def _direct(self, items: list[Item]) -> bool:
+        """The fast path (called by the cache's dispatch, never awaits): True if ``items`` were sent."""
+        if self.holding or not self.stream.ready:
+            return False
+        for item in items:
+            if type(item) is not Change:
+                return False
+        changes = cast(list[Change], items)
+        blob, count = events_blob(changes, self.watcher.key_range, self.prev_kv, self.filters)
+        self.sent = sent = changes[-1].revision
+        if count:
+            header = self.stream.front.header_field(max(sent, self.cache.revision))
+            self.stream.send_now([header, self.id_field, blob])
+        self.stream.moved.set()
+        return True
 
     async def run(self) -> None:
         front, stream = self.stream.front, self.stream
@@ -134,22 +165,25 @@ class _CachedWatch(_ClientWatch):
                 fields: list[bytes] = []
                 for item in items:
                     if isinstance(item, Change):
-                        if self.wanted(item.type.value == "DELETED"):
+                        if self.wanted(item.type is ChangeType.DELETED):
                             fields.append(event_field(item, prev_kv=self.prev_kv))
                         self.sent = item.revision
                     elif isinstance(item, Bookmark):
                         if fields:
-                            await stream.send(response(front.header(self.sent), self.watch_id, fields))
+                            await stream.send(
+                                response_parts(front.header_field(self.sent), self.id_field, fields)
+                            )
                             fields = []
                         self.sent = max(self.sent, item.revision)
-                        await stream.send(response(front.header(self.sent), self.watch_id))
+                        await stream.send(response_parts(front.header_field(self.sent), self.id_field, []))
                     elif isinstance(item, WatchErrorItem):
                         # The cache relisted after a compaction: this watch cannot go on exactly.
-                        await stream.send(self.stream.compacted(self.watch_id, self.cache))
+                        await stream.send([self.stream.compacted(self.watch_id, self.cache)])
+                        await stream.release(self.watch_id)
                         return
                 if fields:
-                    header = front.header(max(self.sent, self.cache.revision))
-                    await stream.send(response(header, self.watch_id, fields))
+                    header = front.header_field(max(self.sent, self.cache.revision))
+                    await stream.send(response_parts(header, self.id_field, fields))
             finally:
                 self.holding = False
                 stream.moved.set()
@@ -157,6 +191,7 @@ class _CachedWatch(_ClientWatch):
             stream.fail(EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: watch stream too slow: resume"))
 
     async def stop(self) -> None:
+        self.watcher.sink = None
         self.cache.close_watcher(self.watcher)
         await super().stop()
 
@@ -195,14 +230,17 @@ class _PassedWatch(_ClientWatch):
                         continue  # the client has its created already: never a second one
                     if answer.canceled:
                         await stream.send(
-                            rpc_pb2.WatchResponse(
-                                header=front.header(answer.header.revision),
-                                watch_id=self.watch_id,
-                                canceled=True,
-                                compact_revision=answer.compact_revision,
-                                cancel_reason=answer.cancel_reason,
-                            ).SerializeToString()
+                            [
+                                rpc_pb2.WatchResponse(
+                                    header=front.header(answer.header.revision),
+                                    watch_id=self.watch_id,
+                                    canceled=True,
+                                    compact_revision=answer.compact_revision,
+                                    cancel_reason=answer.cancel_reason,
+                                ).SerializeToString()
+                            ]
                         )
+                        await stream.release(self.watch_id)
                         return
                     events = [e for e in answer.events if not space.is_hidden(e.kv.key)]
                     for event in events:
@@ -215,7 +253,7 @@ class _PassedWatch(_ClientWatch):
                         out = rpc_pb2.WatchResponse(
                             header=front.header(answer.header.revision), watch_id=self.watch_id, events=events
                         )
-                        await stream.send(out.SerializeToString())
+                        await stream.send([out.SerializeToString()])
             except grpc.aio.AioRpcError as err:
                 log.info("etcd front: a passed-through watch broke (%s); resuming", err.details())
                 await asyncio.sleep(0.2)
@@ -226,20 +264,37 @@ class _PassedWatch(_ClientWatch):
 class WatchStream:
     """One Watch RPC (see the module docstring)."""
 
-    def __init__(self, front: Front, caller: Caller, write_timeout: float) -> None:
+    def __init__(self, front: Front, caller: Caller, context: Context, write_timeout: float) -> None:
         self.front = front
         self.caller = caller
+        self.context = context
         self.write_timeout = write_timeout
+        #: Responses waiting for the writer (see :meth:`send`).
         self.outgoing = _Outgoing(_QUEUE_BYTES)
         self.watches: dict[int, _ClientWatch] = {}
         #: Set whenever a cached watch has finished sending a batch (what progress requests wait on).
         self.moved = asyncio.Event()
         self._next_id = 0
         self._progress: asyncio.Task[None] | None = None
-        self._slots = contextlib.AsyncExitStack()
+        #: Each watch's place among its tenant's watches, given back when the watch ends.
+        self._slots: dict[int, contextlib.AsyncExitStack] = {}
 
-    async def send(self, data: bytes) -> None:
-        await self.outgoing.put(data)
+    @property
+    def ready(self) -> bool:
+        """A response may be written at once: none waits ahead of it, and the client keeps up."""
+        return self.outgoing.empty and self.context.unsent <= _DIRECT_HIGH_WATER and not self.context.closed
+
+    def send_now(self, parts: list[bytes]) -> None:
+        """Write a response at once (only when :attr:`ready`)."""
+        self.context.send_parts(parts)
+
+    async def send(self, parts: list[bytes]) -> None:
+        """Send a response in order: at once when :attr:`ready`, else through the writer, waiting while
+        the stream's queue is full."""
+        if self.ready:
+            self.context.send_parts(parts)
+        else:
+            await self.outgoing.put(b"".join(parts))
 
     def fail(self, error: EtcdError) -> None:
         self.outgoing.fail(error)
@@ -254,6 +309,13 @@ class WatchStream:
                 compact_revision=oldest,
             )
         )
+
+    async def release(self, watch_id: int) -> None:
+        """A watch has ended: its tenant may open another in its place (a client re-watching on one
+        stream, as clientv3 does, never runs out of watches)."""
+        slot = self._slots.pop(watch_id, None)
+        if slot is not None:
+            await slot.aclose()
 
     # -- requests, in order ---------------------------------------------------------------------------
 
@@ -285,26 +347,28 @@ class WatchStream:
         end = request.range_end
         watch_id = request.watch_id or self._next_id
         if request.watch_id and request.watch_id in self.watches:
-            await self.send(self._refused(_DUPLICATE))
+            await self.send([self._refused(_DUPLICATE)])
             return
         if end and end != b"\0" and end <= key:
-            await self.send(self._refused(_EMPTY_RANGE))
+            await self.send([self._refused(_EMPTY_RANGE)])
             return
         try:
             key, end = self.caller.keyspace.check(key, end, write=False)
         except EtcdError:
-            await self.send(self._refused(_PERMISSION))
+            await self.send([self._refused(_PERMISSION)])
             return
         if request.start_revision < 0:
-            await self.send(self._refused(COMPACTED.message))
+            await self.send([self._refused(COMPACTED.message)])
             return
         admission = self.caller.admission
         if admission is not None:
+            slot = contextlib.AsyncExitStack()
             try:
-                await self._slots.enter_async_context(admission.watch())
+                await slot.enter_async_context(admission.watch())
             except StatusError:
-                await self.send(self._refused("etcdserver: too many requests"))
+                await self.send([self._refused("etcdserver: too many requests")])
                 return
+            self._slots[watch_id] = slot
         while self._next_id in self.watches or self._next_id == watch_id:
             self._next_id += 1
         cache = front.cache_for(key, end)
@@ -316,7 +380,7 @@ class WatchStream:
     async def _create_passed(self, request: Any, watch_id: int, key: bytes, end: bytes) -> None:
         watch = _PassedWatch(self, watch_id, request, key, end)
         current = await self.front.current_revision()
-        await self.send(self._created(watch_id, current))
+        await self.send([self._created(watch_id, current)])
         self.watches[watch_id] = watch
         watch.task = asyncio.create_task(watch.run(), name=f"etcd-front-watch {watch_id}")
 
@@ -331,12 +395,15 @@ class WatchStream:
         else:
             since = await self.front.current_revision()
             await cache.wait_for(since, cache.settings.wait_timeout)
-        if since < cache.state.window.oldest_revision:
-            # Older than the cache's window: etcd may still have that history (or says it was
-            # compacted, in its own words), so this watch is etcd's own.
-            await self._create_passed(request, watch_id, key, end)
-            return
         created = self._created(watch_id, cache.revision)
+        if since < cache.state.window.oldest_revision:
+            # Older than the cache's window: answered as etcd answers a compacted start revision
+            # (created, then canceled with the oldest revision the window replays from), so the
+            # client relists; never an etcd watch of its own.
+            await self.send([created])
+            await self.send([self.compacted(watch_id, cache)])
+            await self.release(watch_id)
+            return
         watcher = cache.watch(
             selector=EVERYTHING,
             namespace=None,
@@ -346,7 +413,7 @@ class WatchStream:
             bookmark_interval=self.front.progress_interval,
         )
         watch = _CachedWatch(self, watch_id, request, cache, watcher)
-        await self.send(created)
+        await self.send([created])
         self.watches[watch_id] = watch
         watch.task = asyncio.create_task(watch.run(), name=f"etcd-front-watch {watch_id}")
 
@@ -355,11 +422,14 @@ class WatchStream:
         if watch is None:
             return  # etcd answers nothing for an unknown id
         await watch.stop()
+        await self.release(watch_id)
         current = await self.front.current_revision()
         await self.send(
-            rpc_pb2.WatchResponse(
-                header=self.front.header(current), watch_id=watch_id, canceled=True
-            ).SerializeToString()
+            [
+                rpc_pb2.WatchResponse(
+                    header=self.front.header(current), watch_id=watch_id, canceled=True
+                ).SerializeToString()
+            ]
         )
 
     async def _request_progress(self) -> None:
@@ -376,7 +446,7 @@ class WatchStream:
                 while not all(w.sent >= target or w.drained for w in cached):
                     self.moved.clear()
                     await self.moved.wait()
-            await self.send(response(front.header(target), -1))
+            await self.send([response(front.header(target), -1)])
         except (StatusError, TimeoutError) as err:
             log.info("etcd front: a progress request was not answered: %s", err)
 
@@ -387,7 +457,8 @@ class WatchStream:
         if self._progress is not None:
             self._progress.cancel()
             await asyncio.gather(self._progress, return_exceptions=True)
-        await self._slots.aclose()
+        for watch_id in list(self._slots):
+            await self.release(watch_id)
 
 
 class Watch:
@@ -403,7 +474,7 @@ class Watch:
         except EtcdError as err:
             await context.abort(err.code, err.message)
             return
-        stream = WatchStream(self.front, caller, self.write_timeout)
+        stream = WatchStream(self.front, caller, context, self.write_timeout)
         reader = asyncio.create_task(stream.serve(requests), name="etcd-front-watch-requests")
         try:
             while True:

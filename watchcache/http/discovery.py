@@ -47,6 +47,7 @@ __all__ = [
     "DISCOVERY_VERBS",
     "KUBERNETES_VERSION",
     "OPENAPI_V2_PROTOBUF",
+    "OPENAPI_V2_PROTOBUF_TYPE",
     "PATCH_CONTENT_TYPES",
     "APIGroup",
     "APIGroupList",
@@ -54,6 +55,7 @@ __all__ = [
     "APIResourceList",
     "APIVersions",
     "GroupVersionForDiscovery",
+    "OpenAPIV2Format",
     "OpenAPIV3Index",
     "OpenAPIV3Path",
     "VersionInfo",
@@ -66,6 +68,8 @@ __all__ = [
     "document_hash",
     "encode",
     "group_versions",
+    "openapi_v2_format",
+    "quality",
     "served_specs",
     "version_info",
     "watchcache_version",
@@ -84,7 +88,18 @@ PATCH_CONTENT_TYPES: Final = ("application/json-patch+json", "application/merge-
 """Patch types served. Not strategic merge patch: listing it would make ``kubectl apply`` send one."""
 
 OPENAPI_V2_PROTOBUF: Final = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-"""What client-go asks ``/openapi/v2`` for; not served (406)."""
+"""What client-go asks ``/openapi/v2`` for (kube-openapi's deprecated name of the protobuf form)."""
+
+OPENAPI_V2_PROTOBUF_TYPE: Final = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+"""The protobuf form's current name: what kube-apiserver answers with, whichever was asked for."""
+
+OpenAPIV2Format = Literal["json", "protobuf"]
+
+_OPENAPI_V2_FORMATS: Final[tuple[tuple[str, OpenAPIV2Format], ...]] = (
+    ("application/json", "json"),
+    (OPENAPI_V2_PROTOBUF, "protobuf"),
+    (OPENAPI_V2_PROTOBUF_TYPE, "protobuf"),
+)
 
 JSON: Final = "application/json"
 
@@ -184,22 +199,31 @@ def document_hash(document: object) -> str:
     return hashlib.sha512(encode(document)).hexdigest().upper()
 
 
-def accepts_json(accept: str | None) -> bool:
-    """Whether an ``Accept`` header admits a JSON answer (no header means anything goes).
-
-    For ``/openapi/v2``: client-go asks for protobuf only and gets 406 Not Acceptable, as from
-    kube-apiserver for a format it cannot produce; other clients get JSON.
-    """
-    if not accept or not accept.strip():
-        return True
-    for clause in accept.split(","):
+def openapi_v2_format(accept: str | None) -> OpenAPIV2Format | None:
+    """What ``/openapi/v2`` answers an ``Accept`` header with, as kube-openapi's handler chooses: the
+    most preferred clause (by ``q``, then the most specific) that JSON or one of the protobuf types
+    matches, JSON first; None (406) when none does. No header means anything goes."""
+    clauses: list[tuple[float, bool, bool, int, str, str]] = []
+    for position, clause in enumerate((accept or "*/*").split(",")):
         media, _, params = clause.partition(";")
-        if media.strip().lower() in ("application/json", "application/*", "*/*") and _quality(params) > 0:
-            return True
-    return False
+        kind, _, subtype = media.strip().lower().partition("/")
+        q = quality(params)
+        if kind and subtype and q > 0:
+            clauses.append((-q, kind == "*", subtype == "*", position, kind, subtype))
+    for *_, kind, subtype in sorted(clauses):
+        for media_type, answer in _OPENAPI_V2_FORMATS:
+            offered_kind, _, offered_subtype = media_type.partition("/")
+            if kind in (offered_kind, "*") and subtype in (offered_subtype, "*"):
+                return answer
+    return None
 
 
-def _quality(params: str) -> float:
+def accepts_json(accept: str | None) -> bool:
+    """Whether ``/openapi/v2`` answers an ``Accept`` header with JSON."""
+    return openapi_v2_format(accept) == "json"
+
+
+def quality(params: str) -> float:
     """The ``q`` of an Accept clause's parameters (1 when absent or unreadable)."""
     for param in params.split(";"):
         key, _, value = param.partition("=")

@@ -8,6 +8,7 @@ with kube-apiserver.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from ..api.spec import ResourceSpec
 from ..errors import MethodNotAllowedError, NotAcceptableError, NotFoundError
 from ..tenancy.auth import Tenant
 from . import discovery, openapi
+from .openapi_proto import openapi_v2_protobuf
 from .wire import JSON
 
 __all__ = ["Documents"]
@@ -42,17 +44,23 @@ class Documents:
         return tenant.name, tuple(s for s in self.specs if tenant.can_read(s.group))
 
     def _cached(
-        self, key: str, build: Callable[[], object | None], *, request: web.Request | None = None
+        self,
+        key: str,
+        build: Callable[[], object | None],
+        *,
+        request: web.Request | None = None,
+        encode: Callable[[Any], bytes] = discovery.encode,
+        content_type: str = JSON,
     ) -> web.Response:
         cached = self._cache.get(key)
         if cached is None:
             doc = build()
             if doc is None:
                 raise _not_found()
-            body = discovery.encode(doc)
+            body = encode(doc)
             cached = self._cache[key] = (body, discovery.document_hash(doc))
         body, digest = cached
-        response = web.Response(body=body, content_type=JSON)
+        response = web.Response(body=body, content_type=content_type)
         if request is not None and request.query.get("hash") == digest:
             response.headers["ETag"] = f'"{digest}"'
             response.headers["Cache-Control"] = "public, immutable"
@@ -84,12 +92,26 @@ class Documents:
         )
 
     async def openapi_v2(self, request: web.Request) -> web.Response:
-        # kubectl asks for protobuf only on fallbacks (the v3 documents serve it); like
-        # kube-apiserver for a format it cannot produce, answer 406.
-        if not discovery.accepts_json(request.headers.get("Accept")):
-            raise NotAcceptableError("only application/json is served for /openapi/v2")
+        # JSON or, as client-go asks for it, gnostic's protobuf (what kubectl's client-side
+        # validation and `explain --output=plaintext-openapiv2` read); 406 for anything else.
+        answer = discovery.openapi_v2_format(request.headers.get("Accept"))
+        if answer is None:
+            raise NotAcceptableError(
+                f"/openapi/v2 is served as application/json or {discovery.OPENAPI_V2_PROTOBUF_TYPE}"
+            )
         who, specs = self._visible(self._caller(request))
-        return self._cached(f"{who}:openapi/v2", lambda: openapi.openapi_v2(specs))
+        response = (
+            self._cached(f"{who}:openapi/v2", lambda: openapi.openapi_v2(specs))
+            if answer == "json"
+            else self._cached(
+                f"{who}:openapi/v2.pb",
+                lambda: openapi.openapi_v2(specs),
+                encode=openapi_v2_protobuf,
+                content_type=discovery.OPENAPI_V2_PROTOBUF_TYPE,
+            )
+        )
+        response.headers["Vary"] = "Accept"
+        return response
 
     async def openapi_v3(self, request: web.Request) -> web.Response:
         who, specs = self._visible(self._caller(request))

@@ -32,11 +32,13 @@ meta schemas they reference, and an operation for every URL served (no ``/watch/
 ``?watch=true`` on the list). This is also what ``kubectl explain`` (v3 by default) reads.
 
 OpenAPI v2. client-go's ``OpenAPISchema`` asks only for protobuf (``Accept: application/com.github.
-proto-openapi.spec.v2@v1.0+protobuf``) and kubectl 1.32 reaches it only on the fallbacks above: the
-patcher ignores its errors, and the validator never needs it while v3 answers. We do not encode protobuf:
-like kube-apiserver asked for a format it cannot produce, answer such a request 406 (see
-:func:`accepts_json`), and serve :func:`openapi_v2` (JSON, with kube's v2 convention for
-unknown-field-preserving kinds: ``type: object`` and no properties) to clients that accept JSON.
+proto-openapi.spec.v2@v1.0+protobuf``) and kubectl 1.32 reaches it on the fallbacks above: the patcher
+ignores its errors, but the validator does not — a manifest whose kind is not served (a typo) has no
+PATCH operation in v3, so kubectl validates it against v2 and, had v2 failed, would report "failed to
+download openapi" instead of the real problem. :func:`openapi_v2` is served as JSON and, encoded by
+:mod:`.openapi_proto`, as gnostic's protobuf ``Document``, negotiated as kube-openapi does
+(:func:`.discovery.openapi_v2_format`). Kinds follow kube's v2 convention for unknown-field-preserving
+kinds: ``type: object`` and no properties.
 """
 
 from __future__ import annotations
@@ -461,7 +463,7 @@ def _v2_operation(route: _Route, spec: ResourceSpec, version: str) -> dict[str, 
 
 
 def openapi_v2(specs: Sequence[ResourceSpec]) -> dict[str, Any]:
-    """``/openapi/v2`` as JSON, for clients that accept it (see :func:`accepts_json`).
+    """``/openapi/v2``, as JSON (the protobuf form is its encoding by :mod:`.openapi_proto`).
 
     Kinds are bare ``type: object`` schemas, as kube publishes unknown-field-preserving CRDs in v2:
     a v2 validator (kubectl before 1.27) rejects any field not among listed properties.

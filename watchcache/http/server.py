@@ -43,6 +43,7 @@ from .read import Reads
 from .responses import Observation, Responder
 from .routes import Target, target_of, verb_of
 from .settings import ServerSettings
+from .tables import Tables
 from .watch import Watches
 from .wire import status_response
 from .write import Writes
@@ -82,8 +83,9 @@ class APIServer:
         self.connections = ConnectionGuard(self.settings.connections)
         self._out = Responder(self.settings.write_timeout)
         self._documents = Documents(self.specs, self._caller)
-        reads, writes = Reads(self._out), Writes(self.settings.max_body_bytes)
-        watches = Watches(self._out, self.settings.min_request_timeout)
+        tables = Tables(self.specs)
+        reads, writes = Reads(self._out, tables), Writes(self.settings.max_body_bytes)
+        watches = Watches(self._out, self.settings.min_request_timeout, tables)
         self._namespaces = NamespaceHandlers(storage, self.metrics, self._out, watches)
         self._handlers: dict[str, Handler] = {
             "GET": reads.get,
@@ -180,7 +182,10 @@ class APIServer:
         try:
             return await handler(request)
         except StatusError as err:
-            log.warning(
+            # A client's mistake (a GET before a create, a conflict to retry) is ordinary: info. A
+            # server error (etcd unreachable, a timeout, a bug) is what an operator must see.
+            log.log(
+                logging.WARNING if err.code >= 500 else logging.INFO,
                 "%s %s: %d %s: %s",
                 request.method,
                 request.path[:200],

@@ -4,7 +4,9 @@ While a client keeps up, the cache's dispatch writes each event's chunk — enco
 shared by every watcher of the change — straight to the socket, with no task switch per watcher.
 Once a client has more than 64 KiB unsent, its events queue in its (bounded) cache watcher instead
 and this handler drains them in batches of about 256 KiB, each held in the tenant's byte budget and
-written under the write timeout. A watcher that falls too far behind is ended by the cache.
+written under the write timeout. A watcher that falls too far behind is ended by the cache. A
+watch that asked for Tables (:mod:`.tables`) always takes the second path: its lines are made by its
+handler, each event's once for every such watcher.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..tenancy.limits import ByteBudget
 from .read import PIECE
 from .responses import Observation, Responder, drop
 from .routes import Target
+from .tables import TableAnswer, Tables
 from .wire import JSON, event_chunk, event_line
 
 __all__ = ["DIRECT_WRITE_HIGH_WATER", "EventSource", "Watches"]
@@ -66,9 +69,10 @@ class EventSource(Protocol):
 class Watches:
     """The WATCH handler."""
 
-    def __init__(self, out: Responder, min_request_timeout: float) -> None:
+    def __init__(self, out: Responder, min_request_timeout: float, tables: Tables) -> None:
         self._out = out
         self._min_request_timeout = min_request_timeout
+        self._tables = tables
 
     def timeout(self, request: web.Request) -> float:
         """How long a watch may last: ``timeoutSeconds``, else a random time in [min, 2 min]."""
@@ -82,13 +86,14 @@ class Watches:
         options = WatchOptions.from_query(
             request.query, namespace=target.namespace, version=target.version, name=target.name
         )
+        table = self._tables.answer(target.resource.spec, request.headers.get("Accept"), request.query)
         timeout_s = self.timeout(request)
         watch = target.resource.watch_with(options)
         await watch.open()  # errors (400, 504) are still plain responses
         try:
             budget = target.admission.bytes if target.admission is not None else None
             return await self.stream(
-                request, watch, budget=budget, observation=target.observation, timeout=timeout_s
+                request, watch, budget=budget, observation=target.observation, timeout=timeout_s, table=table
             )
         finally:
             watch.close()
@@ -101,6 +106,7 @@ class Watches:
         budget: ByteBudget | None,
         observation: Observation | None,
         timeout: float,
+        table: TableAnswer | None = None,
     ) -> web.StreamResponse:
         """Write an opened watch's events as a chunked response until it ends or ``timeout``."""
         out = self._out
@@ -112,8 +118,9 @@ class Watches:
                 return response
             if observation is not None:
                 observation.finish(200)
-            if request.transport is not None:
+            if request.transport is not None and table is None:
                 watch.set_sink(direct_writer(request.transport))
+            columns = True  # a Table watch's first Table carries the column definitions
             # timeoutSeconds bounds the wait for events only: cancelling a blocked write would leave
             # aiohttp's drain waiter cancelled, and the final write_eof() could then never finish.
             deadline = asyncio.get_running_loop().time() + timeout
@@ -125,10 +132,17 @@ class Watches:
                     break  # timeoutSeconds elapsed: end the stream cleanly
                 if not events:
                     break
-                async with out.held(budget, sum(len(event.raw) for event in events)):
-                    data = b"".join([event_line(event) for event in events])
-                    if not await out.write_or_drop(request, response.write(data)):
-                        return response
+                size = sum(len(event.raw) for event in events)
+                async with out.held(budget, size):
+                    if table is None:
+                        data = b"".join([event_line(event) for event in events])
+                        extra = 0
+                    else:
+                        data, columns = table.event_lines(events, columns=columns)
+                        extra = max(0, len(data) - size)  # cells besides the objects
+                    async with out.held(budget, extra):
+                        if not await out.write_or_drop(request, response.write(data)):
+                            return response
         except (ConnectionResetError, TooManyRequestsError):
             # A reset client; or one whose tenant's budget stayed full for the whole write timeout.
             drop(request)

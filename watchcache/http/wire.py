@@ -20,6 +20,7 @@ __all__ = [
     "event_line",
     "json_response",
     "list_head",
+    "list_meta",
     "status_response",
 ]
 
@@ -70,14 +71,20 @@ def event_chunk(event: WatchEvent) -> bytes:
     return framed
 
 
-def list_head(
-    kind: str, api_version: str, revision: int, continue_token: str | None, remaining: int | None
-) -> bytes:
-    """A LIST body up to its items: ``{"kind", "apiVersion", "metadata", "items":[``."""
+def list_meta(revision: int, continue_token: str | None, remaining: int | None) -> dict[str, object]:
+    """A list's ``metadata`` (ListMeta): its resourceVersion, continue token and remaining count."""
     meta: dict[str, object] = {"resourceVersion": str(revision)}
     if continue_token:
         meta["continue"] = continue_token
     if remaining is not None:
         meta["remainingItemCount"] = remaining
+    return meta
+
+
+def list_head(
+    kind: str, api_version: str, revision: int, continue_token: str | None, remaining: int | None
+) -> bytes:
+    """A LIST body up to its items: ``{"kind", "apiVersion", "metadata", "items":[``."""
+    meta = list_meta(revision, continue_token, remaining)
     head = orjson.dumps({"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta})
     return head[:-1] + b',"items":['

@@ -97,6 +97,18 @@ class Context:
         data = message if self._encode is None else self._encode(message)
         self._stream.send(frame(data))
 
+    def send_parts(self, parts: list[bytes]) -> None:
+        """Queue one response message already encoded as ``parts`` (no waiting), framed without
+        copying them first: the parts are joined once, into the HTTP/2 frame itself."""
+        self._start()
+        size = sum(map(len, parts))
+        self._stream.send_parts([b"\0" + size.to_bytes(4, "big"), *parts], size + 5)
+
+    @property
+    def unsent(self) -> int:
+        """Bytes of responses queued that the client's flow-control window has not let out yet."""
+        return self._stream.unsent
+
     async def write(self, message: Any, *, unsent: int = 1 << 20) -> None:
         """Send one response message, then wait while more than ``unsent`` bytes are waiting for the
         client to read (its flow-control window)."""

@@ -7,8 +7,10 @@ with headers, DATA and trailers.
 
 DATA is the hot path (a watch sends a message per watcher per change): :meth:`Stream.send` frames it
 itself — a 9-byte frame header before bytes that may be shared by many streams — and writes it to the
-socket at once, keeping h2's flow-control windows exact by debiting them by hand, instead of paying for
-h2's per-frame objects. What a window does not allow yet waits in the stream (bounded by the caller) and
+socket, keeping h2's flow-control windows exact by debiting them by hand, instead of paying for h2's
+per-frame objects. Everything a connection writes in one turn of the event loop goes out in one
+``writelines`` at the end of it: a change sent to a hundred watches of one connection is one system
+call, not a hundred. What a window does not allow yet waits in the stream (bounded by the caller) and
 goes out when the client opens it. A connection whose client stops reading is left to the caller's
 write timeout (:meth:`Stream.drain`).
 """
@@ -29,22 +31,24 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-__all__ = ["Connection", "Handler", "Stream", "data_frame"]
+__all__ = ["Connection", "Handler", "Stream", "data_frame", "data_header"]
 
 log = logging.getLogger(__name__)
 
 _DATA, _END_STREAM = 0x0, 0x1
-# Stop writing to the socket directly past this much unsent data: the rest waits for the client.
+# Stop writing to the socket directly past this much data the kernel has not taken: the rest waits
+# (in its stream, bounded by the caller) for the client to read.
 _HIGH_WATER = 256 * 1024
+# At most this much is gathered for one turn's write.
+_CORK_LIMIT = 1024 * 1024
 
 Handler = Callable[["Stream"], Awaitable[None]]
 """Serves one request stream; returns (or raises) when the stream is done."""
 
 
-def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
-    """An HTTP/2 DATA frame's 9-byte header followed by ``payload``."""
-    size = len(payload)
-    header = bytes(
+def data_header(stream_id: int, size: int, *, end_stream: bool = False) -> bytes:
+    """The 9-byte header of an HTTP/2 DATA frame of ``size`` bytes."""
+    return bytes(
         (
             size >> 16 & 0xFF,
             size >> 8 & 0xFF,
@@ -57,7 +61,11 @@ def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> b
             stream_id & 0xFF,
         )
     )
-    return header + payload
+
+
+def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
+    """An HTTP/2 DATA frame: its header followed by ``payload``."""
+    return data_header(stream_id, len(payload), end_stream=end_stream) + payload
 
 
 class Stream:
@@ -74,6 +82,7 @@ class Stream:
         self._pending: deque[bytes] = deque()
         self._pending_size = 0
         self._window = asyncio.Event()
+        self._draining = False
         self.closed = False
         """The client reset the stream, or the connection is gone."""
         self.ended = False
@@ -120,6 +129,15 @@ class Stream:
         self._pending_size += len(payload)
         self.connection.push(self)
 
+    def send_parts(self, parts: list[bytes], size: int) -> None:
+        """Queue DATA of ``size`` bytes made of ``parts``. When nothing is queued ahead and the windows
+        allow it, it goes out at once as one frame, built with one join (the fan-out's path: the parts
+        are mostly bytes shared by many streams)."""
+        if self.closed or self.ended:
+            return
+        if self._pending or not self.connection.write_frame(self, parts, size):
+            self.send(b"".join(parts))
+
     @property
     def unsent(self) -> int:
         """Bytes queued on this stream that the client's window has not let out yet."""
@@ -129,7 +147,11 @@ class Stream:
         """Wait until at most ``limit`` bytes are queued on the stream (the client reads)."""
         while self._pending_size > limit and not self.closed:
             self._window.clear()
-            await self._window.wait()
+            self._draining = True
+            try:
+                await self._window.wait()
+            finally:
+                self._draining = False
 
     def end(self, trailers: list[tuple[bytes, bytes]]) -> None:
         """End our side with ``trailers`` once every queued DATA is out."""
@@ -151,7 +173,8 @@ class Stream:
         self._wake()
 
     def _wake(self) -> None:
-        self._window.set()
+        if self._draining:
+            self._window.set()
 
     _trailers: list[tuple[bytes, bytes]] | None = None
 
@@ -172,6 +195,8 @@ class Connection(asyncio.Protocol):
         self._blocked: dict[int, Stream] = {}
         self.peer_common_name: str | None = None
         self.closed = False
+        self._out: list[bytes] = []
+        self._out_size = 0
         self.lost = asyncio.Event()
         """Set once the connection is gone (:meth:`connection_lost`)."""
 
@@ -212,6 +237,7 @@ class Connection(asyncio.Protocol):
         except h2.exceptions.ProtocolError as err:
             log.info("HTTP/2 protocol error from a client: %s", err)
             self.flush()
+            self._write_out()
             self.transport.close()
             return
         for event in events:
@@ -250,6 +276,7 @@ class Connection(asyncio.Protocol):
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             self._unblock()
         elif isinstance(event, h2.events.ConnectionTerminated):
+            self._write_out()
             self.transport.close()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
@@ -283,6 +310,7 @@ class Connection(asyncio.Protocol):
             await asyncio.wait(calls, timeout=grace)
         for task in list(self._tasks):
             task.cancel()
+        self._write_out()
         self.transport.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
@@ -300,11 +328,50 @@ class Connection(asyncio.Protocol):
 
     # -- writing --------------------------------------------------------------------------------------
 
+    def _write(self, data: bytes) -> None:
+        """Queue ``data`` for this turn's one write (see the module docstring)."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._write_out)
+        self._out.append(data)
+        self._out_size += len(data)
+
+    def _write_out(self) -> None:
+        out, self._out, self._out_size = self._out, [], 0
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(out)
+            if self._blocked and not self._full():
+                self._unblock()  # streams held back by this turn's writes, not by their windows
+
+    def _full(self) -> bool:
+        """Whether the socket is behind (the client reads slowly) or this turn has gathered enough."""
+        return self._out_size > _CORK_LIMIT or self.transport.get_write_buffer_size() > _HIGH_WATER
+
     def flush(self) -> None:
         """Write what h2 has to send (control frames, headers)."""
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+            self._write(data)
+
+    def write_frame(self, stream: Stream, parts: list[bytes], size: int) -> bool:
+        """Write ``parts`` (``size`` bytes) as one DATA frame of ``stream`` if the windows, the frame
+        size and the socket's buffer allow it now; False (nothing written) if not."""
+        if self.closed:
+            return False
+        h2conn = self.h2
+        state = h2conn.streams.get(stream.id)
+        if (
+            state is None
+            or size > h2conn.max_outbound_frame_size
+            or size > h2conn.outbound_flow_control_window
+            or size > state.outbound_flow_control_window
+            or self._full()
+        ):
+            return False
+        self._write(b"".join([data_header(stream.id, size), *parts]))
+        # Debit h2's windows as its own send_data would, so they stay exact.
+        h2conn.outbound_flow_control_window -= size
+        state.outbound_flow_control_window -= size
+        return True
 
     def push(self, stream: Stream) -> None:
         """Write as much of ``stream``'s queued DATA as the windows allow (then its trailers)."""
@@ -321,7 +388,7 @@ class Connection(asyncio.Protocol):
         out: list[bytes] = []
         while pending:
             window = min(h2conn.outbound_flow_control_window, state.outbound_flow_control_window)
-            if window <= 0 or self.transport.get_write_buffer_size() > _HIGH_WATER:
+            if window <= 0 or self._full():
                 break
             payload = pending[0]
             size = min(len(payload), window, frame_limit)
@@ -336,7 +403,8 @@ class Connection(asyncio.Protocol):
             h2conn.outbound_flow_control_window -= size
             state.outbound_flow_control_window -= size
         if out:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            for frame in out:
+                self._write(frame)
         if pending:
             self._blocked[stream.id] = stream
         else:

@@ -395,7 +395,8 @@ async def test_watch_from_before_the_window_is_410(
 async def test_kubectl_reads_namespaces(
     etcd_endpoints: list[str], prefix: str, tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    """kubectl get ns / get namespace NAME list what the caches hold; kubectl delete ns says why not."""
+    """kubectl get ns / get namespace NAME list what the caches hold (as Tables: NAME, STATUS);
+    kubectl delete ns says why not."""
     async with serving(etcd_endpoints, prefix, tenants=False) as service:
         await Client(session, service).create(FLUNDERS, "kubectl-ns", "f")
 
@@ -416,7 +417,16 @@ async def test_kubectl_reads_namespaces(
 
         assert await kubectl("get", "ns", "-o", "name") == (0, "namespace/default\nnamespace/kubectl-ns\n")
         code, out = await kubectl("get", "namespace", "kubectl-ns")
-        assert code == 0 and out.splitlines()[1].split()[0] == "kubectl-ns", out
+        assert code == 0 and [line.split() for line in out.splitlines()] == [
+            ["NAME", "STATUS"],
+            ["kubectl-ns", "Active"],
+        ], out
+        code, out = await kubectl("get", "ns")
+        assert code == 0 and [line.split()[0] for line in out.splitlines()] == [
+            "NAME",
+            "default",
+            "kubectl-ns",
+        ]
         code, out = await kubectl("delete", "namespace", "kubectl-ns")
         assert code == 1 and "(MethodNotAllowed): delete is not allowed on namespaces" in out, out
 

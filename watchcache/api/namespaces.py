@@ -36,16 +36,28 @@ from ..errors import ExpiredError, NotFoundError, StatusError
 from .options import ListOptions, WatchOptions, parse_revision
 from .pages import decode_continue, encode_continue
 from .resource import Resource
-from .spec import ResourceSpec
+from .spec import PrinterColumn, ResourceSpec
 from .storage import Storage
 from .watch import INITIAL_EVENTS_END, EventTypeName, WatchEvent
 
 __all__ = ["DEFAULT_NAMESPACE", "NAMESPACES", "NamespaceList", "NamespaceWatch", "Namespaces"]
 
 NAMESPACES = ResourceSpec(
-    group="", resource="namespaces", kind="Namespace", namespaced=False, versions=("v1",)
+    group="",
+    resource="namespaces",
+    kind="Namespace",
+    namespaced=False,
+    versions=("v1",),
+    printer_columns=(
+        PrinterColumn(
+            name="Status",
+            type="string",
+            json_path=".status.phase",
+            description="The phase of the namespace (always Active here)",
+        ),
+    ),
 )
-"""The core resource served (for discovery, metrics and messages)."""
+"""The core resource served (for discovery, Tables, metrics and messages)."""
 
 DEFAULT_NAMESPACE = "default"
 """The namespace every cluster has: always listed."""

@@ -1,4 +1,5 @@
-"""The core group's ``namespaces`` over HTTP: GET, LIST and WATCH, read-only (405 for the rest).
+"""The core group's ``namespaces`` over HTTP: GET, LIST and WATCH, read-only (405 for the rest), as
+JSON or as Tables (NAME, STATUS) when asked, like every resource.
 
 What a caller sees is :mod:`watchcache.api.namespaces`'s: the namespaces of the resources it may read,
 and ``default``. Requests count against the caller's limits as any read does.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -20,8 +22,9 @@ from ..errors import MethodNotAllowedError, StatusError
 from ..tenancy.limits import Admission, ByteBudget
 from .metrics import Metrics
 from .responses import Observation, Responder
+from .tables import Tables
 from .watch import Watches
-from .wire import JSON, list_head
+from .wire import JSON, list_head, list_meta
 
 __all__ = ["NamespaceHandlers"]
 
@@ -31,11 +34,14 @@ _WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "
 class NamespaceHandlers:
     """``/api/v1/namespaces[/{name}]``."""
 
-    def __init__(self, storage: Storage, metrics: Metrics, out: Responder, watches: Watches) -> None:
+    def __init__(
+        self, storage: Storage, metrics: Metrics, out: Responder, watches: Watches, tables: Tables
+    ) -> None:
         self._storage = storage
         self._metrics = metrics
         self._out = out
         self._watches = watches
+        self._tables = tables
 
     async def handle(
         self,
@@ -82,15 +88,21 @@ class NamespaceHandlers:
         finally:
             done.finish(500)
 
-    @staticmethod
-    async def _read(request: web.Request, view: Namespaces, name: str | None) -> web.Response:
+    async def _read(self, request: web.Request, view: Namespaces, name: str | None) -> web.Response:
         query = request.query
+        table = self._tables.answer(NAMESPACES, request.headers.get("Accept"), query)
+        now = datetime.datetime.now(datetime.UTC)
         if name is not None:
             raw = await view.get(name, resource_version=query.get("resourceVersion"))
-            return web.Response(body=raw, content_type=JSON)
+            return web.Response(body=raw if table is None else table.single(raw, now), content_type=JSON)
         page = await view.list(ListOptions.from_query(query, namespace=None, version="v1"))
-        head = list_head("Namespace", "v1", page.revision, page.continue_token, page.remaining_item_count)
-        return web.Response(body=head + b",".join(page.raw_items) + b"]}", content_type=JSON)
+        if table is None:
+            head = list_head("Namespace", "v1", page.revision, page.continue_token, page.remaining_item_count)
+            items = b",".join(page.raw_items)
+        else:
+            head = table.head(list_meta(page.revision, page.continue_token, page.remaining_item_count))
+            items = table.rows(page.raw_items, now)
+        return web.Response(body=head + items + b"]}", content_type=JSON)
 
     async def _watch(
         self,
@@ -101,12 +113,13 @@ class NamespaceHandlers:
         done: Observation,
     ) -> web.StreamResponse:
         options = WatchOptions.from_query(request.query, namespace=None, version="v1", name=name)
+        table = self._tables.answer(NAMESPACES, request.headers.get("Accept"), request.query)
         timeout = self._watches.timeout(request)
         watch = view.watch(options, bookmark_interval=self._storage.settings.bookmark_interval)
         await watch.open()  # errors (400, 504) are still plain responses
         try:
             return await self._watches.stream(
-                request, watch, budget=budget, observation=done, timeout=timeout
+                request, watch, budget=budget, observation=done, timeout=timeout, table=table
             )
         finally:
             watch.close()

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..api.namespaces import NAMESPACES
 from ..api.resource import Resource
 from ..api.spec import ResourceSpec
 from ..api.storage import Storage
@@ -83,10 +84,10 @@ class APIServer:
         self.connections = ConnectionGuard(self.settings.connections)
         self._out = Responder(self.settings.write_timeout)
         self._documents = Documents(self.specs, self._caller)
-        tables = Tables(self.specs)
+        tables = Tables([*self.specs, NAMESPACES])
         reads, writes = Reads(self._out, tables), Writes(self.settings.max_body_bytes)
         watches = Watches(self._out, self.settings.min_request_timeout, tables)
-        self._namespaces = NamespaceHandlers(storage, self.metrics, self._out, watches)
+        self._namespaces = NamespaceHandlers(storage, self.metrics, self._out, watches, tables)
         self._handlers: dict[str, Handler] = {
             "GET": reads.get,
             "LIST": reads.list,

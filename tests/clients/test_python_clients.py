@@ -33,8 +33,6 @@ from watchcache.config import parse_config
 from watchcache.http.settings import ServerSettings
 from watchcache.service import Service, ServiceOptions
 
-pytestmark = [pytest.mark.etcd, pytest.mark.clients]
-
 GROUP, VERSION, PLURAL = "wardle.example.com", "v1alpha1", "flunders"
 API_VERSION = f"{GROUP}/{VERSION}"
 EXAMPLE_CONFIG = (Path(__file__).parents[2] / "examples" / "watchcache.yaml").read_text()

@@ -208,6 +208,41 @@ async def test_a_consistent_range_sees_every_earlier_write(
         assert answer.header.revision >= written.header.revision
 
 
+async def test_a_passed_through_watch_has_every_change_after_its_created_revision(
+    svc: Service, wardle: EtcdV3, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch no cache holds (here, a whole group) is an etcd watch of its own. "Created at N" promises
+    every change after N even when the client writes before that etcd watch exists: the test holds the
+    upstream watch's creation until it has written, and the write is still delivered."""
+    assert svc.etcd_front is not None
+    etcd = svc.etcd_front.front.etcd
+    written = asyncio.Event()
+    opened = etcd.forward_stream
+
+    def held(service: str, method: str, **kwargs: Any) -> Any:
+        upstream = opened(service, method, **kwargs)
+        write = upstream.write
+
+        async def write_after_the_client(request: Any) -> None:
+            await written.wait()
+            await write(request)
+
+        upstream.write = write_after_the_client
+        return upstream
+
+    monkeypatch.setattr(etcd, "forward_stream", held)
+    group = f"{prefix}/wardle.example.com/".encode()
+    async with wardle.watch_stream() as stream:
+        await stream.create(group, prefix_end(group))
+        created = await stream.read()
+        assert created.created
+        put = await wardle.put(group + b"other/x", value("x"))
+        written.set()
+        [event] = await stream.events(1)
+        assert (event.kv.key, event.kv.mod_revision) == (group + b"other/x", put.header.revision)
+        assert put.header.revision == created.header.revision + 1
+
+
 async def test_progress_keys_are_never_seen(svc: Service, wardle: EtcdV3, prefix: str) -> None:
     """The caches' progress keys (``{prefix}/{group}/{resource}``) exist after a consistent read, but
     a range of that exact key (kube-apiserver's GetCurrentResourceVersion), a range over the whole

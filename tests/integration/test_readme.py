@@ -16,7 +16,7 @@
 Any other block fails the test: nothing in the README goes unchecked. After the walk the service is
 stopped with Ctrl-C (SIGINT to its process group), and nothing is left: no process of it, of its etcd
 or of the tour (kubectl's background watch), no etcd data dir, no file in the repository, and in
-``HOME`` nothing but kubectl's discovery cache.
+``HOME`` nothing but kubectl's cache. And every link of the README resolves inside the repository.
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ async def run_block(block: Block, url: str, home: Path) -> str:
     """Run one block as the tour says to; its output (stdout then stderr)."""
     text = block.text.replace(TOUR_URL, url)
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    env |= {"HOME": str(home), "PYTHONPATH": str(REPO)}
+    # No bytecode: the checkout must look the same after the walk, whatever the blocks imported.
+    env |= {"HOME": str(home), "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
     command = ["bash", "-e", "-o", "pipefail", "-c", text] if block.lang == "sh" else [sys.executable, "-"]
     proc = await asyncio.create_subprocess_exec(
         *command,
@@ -218,3 +219,24 @@ async def test_the_walk_runs_every_block_and_leaves_nothing_behind(tmp_path: Pat
     assert untracked_files() == before
     left = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
     assert all(p.startswith(".kube/cache/") for p in left), left
+
+
+def _anchors(markdown: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings."""
+    headings = re.findall(r"^#+ (.+)$", markdown.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_links_stay_in_the_repository_and_resolve() -> None:
+    """Every link of the README points into the repository, at a file that exists and, with an
+    anchor, at one of its headings."""
+    text = re.sub(r"```.*?```", "", README.read_text(), flags=re.DOTALL)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links
+    for link in links:
+        assert "://" not in link and not link.startswith("/"), link
+        path, _, anchor = link.partition("#")
+        target = (REPO / path) if path else README
+        assert target.exists(), link
+        if anchor:
+            assert anchor in _anchors(target), link

@@ -415,6 +415,29 @@ async def test_watch_from_a_revision_with_prev_kv_is_etcds_watch(
     assert [(e.type, e.HasField("prev_kv")) for e in ours] == [(0, False), (0, False), (0, True), (1, True)]
 
 
+async def test_responses_larger_than_a_frame_arrive_whole(
+    wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """Watch responses bigger than the client's frame size (16 KiB for gRPC clients) are cut into
+    several DATA frames: values of 20 KiB to 300 KiB, with prev_kv, arrive byte for byte as etcd's own
+    watch sends them."""
+    start = flunders_layout(prefix).resource_prefix
+    base = 0
+    for i, size in enumerate((20_000, 70_000, 300_000, 16_384)):
+        put = await direct.put(flunder_key(prefix, "big"), value("big", i=i, pad="x" * size))
+        base = base or put.header.revision
+
+    async def events_of(client: EtcdV3) -> list[Any]:
+        async with client.watch_stream() as stream:
+            await stream.create(start, prefix_end(start), start_revision=base, prev_kv=True)
+            assert (await stream.read()).created
+            return await stream.events(4)
+
+    ours, theirs = await events_of(wardle), await events_of(direct)
+    assert [e.SerializeToString() for e in ours] == [e.SerializeToString() for e in theirs]
+    assert len(ours[2].kv.value) > 300_000
+
+
 async def test_many_watches_share_the_cache_and_get_every_event_in_order(
     svc: Service, wardle: EtcdV3, direct: EtcdV3, prefix: str
 ) -> None:

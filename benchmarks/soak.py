@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -43,17 +44,23 @@ sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
 
 import aiohttp  # noqa: E402
 import grpc  # noqa: E402
+import orjson  # noqa: E402
 from soak_checker import (  # noqa: E402
+    Bounds,
     Event,
+    GetRecord,
     History,
     ListRecord,
     Report,
+    RequestRecord,
     Segment,
     SlowEpisode,
+    Truth,
     WatcherRecord,
     WriteRecord,
     check,
     count_delivered,
+    digest,
 )
 from soak_etcd import DirectEtcd, Recorder  # noqa: E402
 from support.etcd import EtcdCluster  # noqa: E402
@@ -70,6 +77,9 @@ VERSIONS = {"flunders": ("v1alpha1", "v1beta1"), "fischers": ("v1alpha1",)}
 NAMESPACES = ("ns0", "ns1", "ns2", "ns3")
 BULK = "bulk"
 SELECTORS = ("app=a", "app in (a,b)", "tier!=x", "app=b,tier=y", "!gone", "app notin (c)")
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+# Written (outside every resource) to move etcd's revision past a stopped replica's caches.
+FILLER_KEY = PREFIX.encode() + b"/soak-filler"
 # The README's example configuration: a namespaced and a cluster-scoped resource.
 CONFIG = (Path(__file__).parent.parent / "examples" / "watchcache.yaml").read_text()
 T0 = time.monotonic()
@@ -107,6 +117,15 @@ class Params:
     fd_release_slack: float = 25.0
     """Seconds beyond watch_write_timeout within which the half-open connections' server sockets
     must be gone, counted from the burst that fills their buffers."""
+    bookmark_interval: float = 1.0
+    """``--watch-bookmark-interval``: short, so that every watch gets bookmarks to check."""
+    relist_pause: float = 5.0
+    """Seconds a replica is stopped (SIGSTOP) while etcd is compacted past its caches: longer than
+    etcd's keepalive (1 s + 2 s here), which drops its connections meanwhile."""
+    catch_up: float = 30.0
+    """At the end, seconds every watcher has to reach etcd's last revision for its filter."""
+    bounds: Bounds = field(default_factory=Bounds)
+    """The checker's delivery and recovery bounds."""
     seed: int = 1
 
 
@@ -125,6 +144,8 @@ class Replica:
     peak_hwm_kib: int = 0
     fd_peak: int = 0
     incarnations: int = 0
+    loads: list[tuple[str, float, float]] = field(default_factory=list)
+    """(name, started, ready) of each start."""
 
     @property
     def url(self) -> str:
@@ -135,6 +156,7 @@ class Replica:
         return self.process is not None and self.process.poll() is None
 
     async def start(self, session: aiohttp.ClientSession) -> None:
+        started = now()
         with open(self.log_path, "ab") as out:  # noqa: ASYNC230
             self.process = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "watchcache", "serve", *self.args, "--port", str(self.port)],
@@ -153,6 +175,7 @@ class Replica:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status == 200:
+                        self.loads.append((self.name, started, now()))
                         return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"replica {self.name} not ready within 60 s")
@@ -193,6 +216,10 @@ class Replica:
             return len(os.listdir(f"/proc/{self.process.pid}/fd"))
         except OSError:
             return 0
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process is not None:
+            self.process.send_signal(sig)
 
     def sample(self) -> None:
         self.peak_hwm_kib = max(self.peak_hwm_kib, self.status_kib("VmHWM"))
@@ -264,23 +291,35 @@ def make_object(
     }
 
 
-def item_of(resource: str, obj: dict[str, Any]) -> tuple[str, int, str | None]:
+def item_of(resource: str, obj: dict[str, Any], version: str) -> tuple[str, int, str | None, str]:
+    """(key, resourceVersion, token, fingerprint of the whole object) of an object read through
+    ``version``; a malformed object raises KeyError, TypeError or ValueError."""
     meta = obj["metadata"]
     spec = obj.get("spec") or {}
     return (
         short_key(resource, meta.get("namespace"), meta["name"]),
         int(meta["resourceVersion"]),
         spec.get("token"),
+        digest(obj, f"{GROUP}/{version}"),
     )
 
 
 class Failed(Exception):
     """A request that did not succeed (a Status, a timeout or a connection error)."""
 
-    def __init__(self, code: int, reason: str = "") -> None:
+    def __init__(self, code: int, reason: str = "", rv: int | None = None) -> None:
         super().__init__(f"{code} {reason}")
         self.code = code
         self.reason = reason
+        self.rv = rv
+        """The resourceVersion the request was made from (a list's snapshot), if any."""
+
+
+def status_of(status: int, body: Any) -> tuple[int, str]:
+    """(code, reason) of an answer: a Status' own, else the HTTP status."""
+    if isinstance(body, dict):
+        return int(body.get("code") or status), str(body.get("reason") or "")
+    return status, ""
 
 
 # -- the soak --------------------------------------------------------------------------------------
@@ -294,6 +333,7 @@ class Stats:
     relists: int = 0
     rewatches: int = 0
     failovers: int = 0
+    catch_up_s: float | None = None
     graceful: dict[str, Any] = field(default_factory=dict)
     fd: dict[str, Any] = field(default_factory=dict)
     extra_violations: list[tuple[str, str, str]] = field(default_factory=list)
@@ -312,6 +352,13 @@ class Soak:
         self.watchers: list[WatcherRecord] = []
         self.slow_episodes: list[SlowEpisode] = []
         self.fault_windows: list[tuple[float, float, str]] = []
+        self.gets: list[GetRecord] = []
+        self.requests: list[RequestRecord] = []
+        self.compactions: list[tuple[float, int]] = []
+        self.forced_relists: list[tuple[str, float, float, int]] = []
+        self.client_errors: list[tuple[str, str]] = []
+        self.reached: Counter[str] = Counter()
+        """The highest resourceVersion each watcher has observed."""
         self.slow_until = 0.0
         self.half_open_task: asyncio.Task[None] | None = None
         self.half_open_ready = asyncio.Event()
@@ -328,6 +375,16 @@ class Soak:
     def violation(self, kind: str, who: str, detail: str) -> None:
         log.error("VIOLATION %s %s: %s", kind, who, detail)
         self.stats.extra_violations.append((kind, who, detail))
+
+    def failed(
+        self, client: str, replica: Replica, op: str, t_start: float, err: Failed, *, rv: int | None = None
+    ) -> None:
+        """Record a request that did not succeed (the checker judges whether a fault explains it)."""
+        self.requests.append(
+            RequestRecord(
+                client, replica.name, op, t_start, now(), err.code, err.reason, err.rv if rv is None else rv
+            )
+        )
 
     def record_write(self, write: WriteRecord) -> None:
         self.writes.append(write)
@@ -367,12 +424,12 @@ class Soak:
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise Failed(0, type(err).__name__) from None
         try:
-            decoded = json.loads(raw) if raw else None
-        except ValueError:
+            decoded = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
             decoded = raw.decode("utf-8", "replace")
         return status, decoded, time.monotonic() - started
 
-    async def consistent_list(
+    async def list_objects(
         self,
         client: str,
         *,
@@ -381,27 +438,43 @@ class Soak:
         namespace: str | None,
         selector: str | None,
         limit: int | None,
+        field_selector: str | None = None,
+        rv_param: int | None = None,
+        match: str | None = None,
     ) -> ListRecord:
-        """A consistent LIST (all pages of one when ``limit``), recorded for the checker."""
+        """A LIST (all pages of one when ``limit``), recorded for the checker: consistent when
+        ``rv_param`` is None, else from resourceVersion ``rv_param`` (``match`` Exact or NotOlderThan)."""
         query = []
         if selector:
             query.append("labelSelector=" + quote(selector))
+        if field_selector:
+            query.append("fieldSelector=" + quote(field_selector))
+        if rv_param is not None:
+            query.append(f"resourceVersion={rv_param}")
+        if match:
+            query.append(f"resourceVersionMatch={match}")
         if limit:
             query.append(f"limit={limit}")
-        base = path(resource, namespace, version=self.rng.choice(VERSIONS[resource]))
+        version = self.rng.choice(VERSIONS[resource])
+        base = path(resource, namespace, version=version)
         t_start = now()
-        items: list[tuple[str, int, str | None]] = []
+        items: list[tuple[str, int, str | None, str]] = []
         page_rvs: list[int] = []
         token = None
         while True:
             q = [*query, "continue=" + quote(token)] if token else query
+            if token:  # a continued list names its snapshot in the token, not in the query
+                q = [x for x in q if not x.startswith("resourceVersion")]
             status, body, _ = await self.request(replica, "GET", base + ("?" + "&".join(q) if q else ""))
             if status != 200:
-                reason = body.get("reason", "") if isinstance(body, dict) else ""
-                raise Failed(status, reason)
-            page_rvs.append(int(body["metadata"]["resourceVersion"]))
-            items.extend(item_of(resource, obj) for obj in body["items"])
-            token = body["metadata"].get("continue")
+                code, reason = status_of(status, body)
+                raise Failed(code, reason, page_rvs[0] if page_rvs else rv_param)
+            try:
+                page_rvs.append(int(body["metadata"]["resourceVersion"]))
+                items.extend(item_of(resource, obj, version) for obj in body["items"])
+                token = body["metadata"].get("continue")
+            except (KeyError, TypeError, ValueError) as err:
+                raise Failed(-1, f"malformed list: {err!r}: {body!r:.200}") from None
             if not token:
                 break
         record = ListRecord(
@@ -413,10 +486,54 @@ class Soak:
             t_start=t_start,
             t_end=now(),
             rv=page_rvs[0],
-            items=items,
+            items=list(items),
             page_rvs=page_rvs,
+            field_selector=field_selector,
+            rv_param=rv_param,
+            match=match,
+            version=version,
         )
         self.lists.append(record)
+        return record
+
+    async def get_object(
+        self,
+        client: str,
+        *,
+        replica: Replica,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        rv_param: int | None,
+    ) -> GetRecord:
+        """A GET (consistent when ``rv_param`` is None), recorded for the checker; a 404 is an answer."""
+        version = self.rng.choice(VERSIONS[resource])
+        url = path(resource, namespace, name, version=version)
+        if rv_param is not None:
+            url += f"?resourceVersion={rv_param}"
+        t_start = now()
+        status, body, _ = await self.request(replica, "GET", url)
+        found = None
+        if status == 200:
+            try:
+                _, rv, token, fingerprint = item_of(resource, body, version)
+            except (KeyError, TypeError, ValueError) as err:
+                raise Failed(-1, f"malformed object: {err!r}: {body!r:.200}") from None
+            found = (rv, token, fingerprint)
+        elif status != 404:
+            raise Failed(*status_of(status, body))
+        record = GetRecord(
+            client=client,
+            replica=replica.name,
+            resource=resource,
+            key=short_key(resource, namespace, name),
+            t_start=t_start,
+            t_end=now(),
+            found=found,
+            rv_param=rv_param,
+            version=version,
+        )
+        self.gets.append(record)
         return record
 
     # -- writers --
@@ -434,6 +551,7 @@ class Soak:
             resource, ns, name = target = rng.choice(names)
             seq += 1
             token = f"h{index}-{seq}"
+            what, t_start = "get", now()
             try:
                 if state[target] == "unknown":
                     status, body, _ = await self.request(replica, "GET", path(resource, ns, name))
@@ -442,9 +560,9 @@ class Soak:
                     elif status == 404:
                         state[target] = None
                     else:
-                        raise Failed(status)
+                        raise Failed(*status_of(status, body))
                 current = state[target]
-                t_start = now()
+                what, t_start = "write", now()
                 obj = make_object(
                     resource, ns, name, labels=random_labels(rng), token=token, padding=self.p.padding
                 )
@@ -484,8 +602,9 @@ class Soak:
                     )
                     state[target] = None if op == "delete" else rev
                 else:
-                    raise Failed(status)
-            except Failed:
+                    raise Failed(*status_of(status, body))
+            except Failed as err:
+                self.failed(f"http-writer-{index}", replica, what, t_start, err)
                 self.stats.write_failures += 1
                 state[target] = "unknown"
                 replica = rng.choice(self.alive())
@@ -557,7 +676,8 @@ class Soak:
                             status, body, _ = await self.request(
                                 replica, "DELETE", path("flunders", BULK, name)
                             )
-                    except Failed:
+                    except Failed as err:
+                        self.failed("big-burst", replica, "write", t_start, err)
                         await asyncio.sleep(0.3)
                         continue
                     if status in (200, 201):
@@ -574,6 +694,7 @@ class Soak:
                             )
                         )
                         break
+                    self.failed("big-burst", replica, "write", t_start, Failed(*status_of(status, body)))
                     if status in (409, 404):
                         break  # an earlier attempt with an unknown outcome did it
                     await asyncio.sleep(0.3)
@@ -581,25 +702,57 @@ class Soak:
     # -- readers --
 
     async def reader(self, index: int) -> None:
+        """Lists of every kind (consistent, paged, resourceVersion=0, NotOlderThan, Exact) and GETs."""
         rng = random.Random(self.p.seed * 3000 + index)
         name = f"reader-{index}"
+        seen: list[int] = []  # resourceVersions of this reader's lists, for NotOlderThan and Exact
         while not self.stopping.is_set():
             await asyncio.sleep(0.2 + 0.3 * rng.random())
             resource = rng.choice(("flunders", "flunders", "fischers"))
             namespace = rng.choice((None, *NAMESPACES)) if NAMESPACED[resource] else None
-            selector = rng.choice((None, None, *SELECTORS))
-            limit = rng.choice((None, 5, 17))
             replica = rng.choice(self.alive())
+            roll = rng.random()
+            t_start = now()
             try:
-                await self.consistent_list(
+                if roll < 0.25:
+                    writer = rng.choice(("h", "d"))
+                    n = rng.randrange(self.p.http_writers if writer == "h" else self.p.direct_writers)
+                    ns = rng.choice(NAMESPACES) if NAMESPACED[resource] else None
+                    rv_param = rng.choice((None, None, 0, seen[-1] if seen else None))
+                    await self.get_object(
+                        name,
+                        replica=replica,
+                        resource=resource,
+                        namespace=ns,
+                        name=f"{writer}{n}-{rng.randrange(5)}",
+                        rv_param=rv_param,
+                    )
+                    continue
+                rv_param, match = None, None
+                if roll < 0.35:
+                    rv_param = 0
+                elif roll < 0.45 and seen:
+                    rv_param, match = seen[-1], rng.choice((None, "NotOlderThan"))
+                elif roll < 0.6 and seen:
+                    # Exact: a recent revision (from a snapshot or the window), or an older one (from
+                    # etcd, or 410 once compacted).
+                    rv_param, match = rng.choice((seen[-1], seen[max(0, len(seen) - 30)])), "Exact"
+                record = await self.list_objects(
                     name,
                     replica=replica,
                     resource=resource,
                     namespace=namespace,
-                    selector=selector,
-                    limit=limit,
+                    selector=rng.choice((None, None, *SELECTORS)),
+                    field_selector=rng.choice(
+                        (None,) * 8 + ("metadata.name!=h0-1", "metadata.namespace=ns1")
+                    ),
+                    limit=rng.choice((None, 5, 17)),
+                    rv_param=rv_param,
+                    match=match,
                 )
+                seen.append(record.rv)
             except Failed as err:
+                self.failed(name, replica, "get" if roll < 0.25 else "list", t_start, err)
                 self.stats.list_failures[err.code] += 1
                 await asyncio.sleep(0.3)
 
@@ -641,70 +794,120 @@ class Soak:
             writer.close()
             raise
 
+    def observe(self, record: WatcherRecord, what: str, rv: int, *, in_order: bool = True) -> None:
+        """The watcher saw ``rv``; ``in_order``: it counts for the resourceVersion-order check (an
+        initial state's ADDEDs carry their objects' own, unordered, resourceVersions)."""
+        if in_order:
+            record.observed.append((what, rv))
+        self.reached[record.name] = max(self.reached[record.name], rv)
+
     async def watcher(self, record: WatcherRecord, home: int) -> None:
+        """A reflector-like client: start (a list, or a watch that begins with the current state, as
+        ``record.mode`` says), watch, re-watch from the last resourceVersion, start over on 410."""
         rng = random.Random(f"{record.name}-{self.p.seed}")
         current = home
-        rv: int | None = None
+        rv: int | None = None  # None: start over
         while not self.stopping.is_set():
             replica = self.replicas[current]
-            if rv is None:
+            initial = ""
+            if rv is None and record.mode == "list":
+                t_start = now()
                 try:
-                    listed = await self.consistent_list(
+                    listed = await self.list_objects(
                         record.name,
                         replica=replica,
                         resource=record.resource,
                         namespace=record.namespace,
                         selector=record.selector,
+                        field_selector=record.field_selector,
                         limit=rng.choice((None, None, 50)),
                     )
                 except Failed as err:
+                    self.failed(record.name, replica, "list", t_start, err)
                     self.stats.list_failures[err.code] += 1
                     if err.code == 0:
                         current = 1 - current
                     await asyncio.sleep(0.3 + 0.3 * rng.random())
                     continue
                 rv = listed.rv
-                record.observed.append(("list", rv))
-            query = [f"watch=true&resourceVersion={rv}&allowWatchBookmarks=true"]
+                self.observe(record, "list", rv)
+            elif rv is None:
+                initial = record.mode
+            query = ["watch=true"]
+            if initial == "rv0":
+                query.append("resourceVersion=0")
+            elif initial == "send-initial":
+                query.append("sendInitialEvents=true&resourceVersionMatch=NotOlderThan")
+            elif not initial:
+                query.append(f"resourceVersion={rv}")
+            if record.bookmarks:
+                query.append("allowWatchBookmarks=true")
             if record.selector:
                 query.append("labelSelector=" + quote(record.selector))
+            if record.field_selector:
+                query.append("fieldSelector=" + quote(record.field_selector))
             if not record.slow:
                 query.append(f"timeoutSeconds={rng.randint(10, 40)}")
-            url = path(record.resource, record.namespace, version=rng.choice(VERSIONS[record.resource]))
-            url += "?" + "&".join(query)
+            version = rng.choice(VERSIONS[record.resource])
+            url = path(record.resource, record.namespace, version=version) + "?" + "&".join(query)
+            start_rev = 0 if initial else rv
+            assert start_rev is not None
+            t_start = now()
             try:
                 reader, writer, status, body = await self.open_watch(
                     replica, url, rcvbuf=4096 if record.slow else None
                 )
-            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as err:
+                self.failed(
+                    record.name, replica, "watch", t_start, Failed(0, type(err).__name__), rv=start_rev
+                )
                 current = 1 - current
                 self.stats.failovers += 1
                 await asyncio.sleep(0.2)
                 continue
+            except ValueError as err:
+                self.failed(record.name, replica, "watch", t_start, Failed(-1, f"malformed answer: {err}"))
+                await asyncio.sleep(0.2)
+                continue
             if status != 200:
-                code = 0
-                with contextlib.suppress(ValueError, AttributeError):
-                    code = int(json.loads(body).get("code", status))
+                try:
+                    answer = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    answer = None
+                code, reason = status_of(status, answer)
+                self.failed(record.name, replica, "watch", t_start, Failed(code, reason), rv=start_rev)
                 if code == 410:
                     rv = None
                     self.stats.relists += 1
                 await asyncio.sleep(0.3 + 0.3 * rng.random())
                 continue
-            segment = Segment(replica=replica.name, start_rev=rv)
+            segment = Segment(
+                replica=replica.name,
+                start_rev=start_rev,
+                initial=initial,
+                version=version,
+                t_start=t_start,
+                t_open=now(),
+            )
             record.segments.append(segment)
             self.stats.rewatches += 1
             try:
-                rv, relist = await self.read_watch(record, segment, reader, writer, rv)
+                resume, relist = await self.read_watch(record, segment, reader, writer, version)
             finally:
                 writer.close()
-            if relist:
-                rv = None
-                self.stats.relists += 1
+                segment.t_end = now()
+            if relist or (initial == "send-initial" and segment.initial_end < 0):
+                rv = None  # 410, or the initial state was cut short: start over
+                self.stats.relists += relist
+            elif resume is not None:
+                rv = resume
             if segment.end == "reset":
                 current = 1 - current
                 self.stats.failovers += 1
             elif segment.end == "closed":
                 current = home
+            elif segment.end in ("error", "malformed"):
+                await asyncio.sleep(0.3 + 0.3 * rng.random())
 
     async def read_watch(
         self,
@@ -712,13 +915,19 @@ class Soak:
         segment: Segment,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        rv: int,
-    ) -> tuple[int, bool]:
-        """Read one watch stream into ``segment``; returns (last resourceVersion, relist?)."""
+        version: str,
+    ) -> tuple[int | None, bool]:
+        """Read one watch stream into ``segment``; returns (where to resume: the highest
+        resourceVersion seen, None for none; relist?)."""
         pending = b""
         episode: SlowEpisode | None = None
         episode_seen = 0
         resumed_at = 0.0
+        resume: int | None = None if segment.initial else segment.start_rev
+        # Until the initial-events-end bookmark (send-initial) or for the whole stream (rv0, unset:
+        # nothing marks the end of the initial state), events are not in resourceVersion order.
+        unordered = bool(segment.initial)
+        line = b""
         try:
             while True:
                 if (
@@ -729,6 +938,7 @@ class Soak:
                 ):
                     episode_seen = self.slow_episode_id
                     episode = SlowEpisode(record.name, now(), 0.0, False, 0)
+                    self.slow_episodes.append(episode)  # t_end 0 while it lasts (and if the soak ends)
                     # Stop reading for real: the socket's (small) receive buffer fills, then the
                     # server's send buffer, and the server's writes block.
                     writer.transport.pause_reading()
@@ -741,10 +951,10 @@ class Soak:
                     writer.transport.resume_reading()
                     episode.t_end = now()
                     resumed_at = time.monotonic()
-                    self.slow_episodes.append(episode)
                 if episode is not None and not episode.ended_by_server and time.monotonic() - resumed_at > 30:
                     episode = None  # not cut off: the checker reports it
                 size_line = await reader.readuntil(b"\r\n")
+                line = size_line
                 size = int(size_line.strip().split(b";")[0], 16)
                 if size == 0:
                     segment.end = "closed"
@@ -756,38 +966,55 @@ class Soak:
                     if not line:
                         continue
                     t = now()
-                    msg = json.loads(line)
+                    msg = orjson.loads(line)
                     kind = msg["type"]
                     obj = msg["object"]
                     if kind == "ERROR":
-                        segment.end = "expired" if obj.get("code") == 410 else "error"
-                        return rv, obj.get("code") == 410
-                    new_rv = int(obj["metadata"]["resourceVersion"])
+                        code = obj.get("code")
+                        segment.end = "expired" if code == 410 else "error"
+                        segment.detail = line.decode("utf-8", "replace")
+                        return resume, code == 410
                     if kind == "BOOKMARK":
+                        meta = obj["metadata"]
+                        new_rv = int(meta["resourceVersion"])
+                        if (meta.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
+                            segment.initial_end = len(segment.bookmarks)
+                            if segment.initial == "send-initial":
+                                unordered = False
                         segment.bookmarks.append(new_rv)
-                        record.observed.append(("bookmark", new_rv))
-                    else:
-                        key, _, token = item_of(record.resource, obj)
-                        segment.events.append(Event(new_rv, kind, key, token))
+                        segment.bookmark_at.append(len(segment.events))
+                        segment.bookmark_times.append(t)
+                        self.observe(record, "bookmark", new_rv)
+                    elif kind in ("ADDED", "MODIFIED", "DELETED"):
+                        key, new_rv, token, fingerprint = item_of(record.resource, obj, version)
+                        segment.events.append(Event(new_rv, kind, key, token, fingerprint))
                         segment.recv_times.append(t)
-                        record.observed.append(("event", new_rv))
+                        self.observe(record, "event", new_rv, in_order=not unordered)
                         if episode is not None:
                             episode.events_after_resume += 1
-                    rv = new_rv
-        except (asyncio.IncompleteReadError, OSError, ValueError, asyncio.LimitOverrunError):
+                    else:
+                        raise ValueError(f"unknown event type {kind!r}")
+                    resume = new_rv if resume is None else max(resume, new_rv)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
             segment.end = "reset"
         except asyncio.CancelledError:
             segment.end = "stopped"
             raise
+        except (ValueError, KeyError, TypeError, asyncio.LimitOverrunError) as err:
+            # Not a network failure: what the server sent is not a watch stream.
+            segment.end = "malformed"
+            segment.detail = f"{err!r}: {line[:300]!r}"
         if episode is not None:
             episode.ended_by_server = True
-        return rv, False
+        return resume, False
 
     # -- faults --
 
-    def fault(self, kind: str, started: float) -> None:
+    def fault(self, kind: str, started: float, replica: Replica | None = None) -> None:
+        """A fault is over: its window excuses delays and errors (of one replica's clients only,
+        when it is a fault of one replica)."""
         self.stats.faults[kind] += 1
-        self.fault_windows.append((started, now(), kind))
+        self.fault_windows.append((started, now(), kind if replica is None else f"{kind}@{replica.name}"))
         log.info("fault %s done (%.1f s)", kind, now() - started)
 
     async def kill_leader(self) -> None:
@@ -824,8 +1051,62 @@ class Soak:
         # Never past what the history recorder has: the truth must survive compaction.
         revision = self.recorder.last_rev
         await self.etcd.compact(revision)
+        self.compactions.append((now(), revision))
         log.info("compacted etcd at %d", revision)
         self.fault("compact", started)
+
+    async def compact_past_stopped_replica(self) -> None:
+        """Compact etcd past a replica's caches while it cannot hear of it: stop the replica
+        (SIGSTOP), let etcd drop its connections (keepalive), write, compact, continue it (SIGCONT).
+        Its caches must reload from a fresh list, and every watch open on it must end with a 410."""
+        started = now()
+        replica = self.replicas[1]
+        relists = await self.relists_of(replica)
+        replica.signal(signal.SIGSTOP)
+        stopped = now()
+        try:
+            await asyncio.sleep(self.p.relist_pause)
+            # Two revisions past anything it has seen: it must resume from a compacted one.
+            for _ in range(2):
+                for _attempt in range(50):
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        filler = await self.etcd.put(FILLER_KEY, b"")
+                        break
+                    await asyncio.sleep(0.1)
+            await self.recorder.wait_for(filler)
+            revision = self.recorder.last_rev
+            await self.etcd.compact(revision)
+            self.compactions.append((now(), revision))
+            log.info("compacted etcd at %d past %s", revision, replica.name)
+        finally:
+            replica.signal(signal.SIGCONT)
+        resumed = now()
+        self.forced_relists.append((replica.name, stopped, resumed, revision))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if await self.relists_of(replica) > relists:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            self.violation(
+                "coverage",
+                replica.name,
+                "did not reload its caches within 30 s after etcd was compacted past them",
+            )
+        self.fault("compact-past-stopped-replica", started, replica)
+
+    async def relists_of(self, replica: Replica) -> float:
+        """The replica's count of cache reloads (``watchcache_relists_total``), -1 if unknown."""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self.session.get(
+                replica.url + "/metrics", timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                total = 0.0
+                for line in (await resp.text()).splitlines():
+                    if line.startswith("watchcache_relists_total"):
+                        total += float(line.rsplit(" ", 1)[1])
+                return total
+        return -1.0
 
     async def restart_replica(self) -> None:
         started = now()
@@ -833,7 +1114,7 @@ class Soak:
         await replica.stop()
         await asyncio.sleep(2)
         await replica.start(self.session)
-        self.fault("restart-watchcache-replica", started)
+        self.fault("restart-watchcache-replica", started, replica)
 
     async def burst(self) -> None:
         started = now()
@@ -1043,6 +1324,7 @@ class Soak:
             self.burst,
             self.pause_member,
             self.compact,
+            self.compact_past_stopped_replica,
             self.restart_replica,
             self.restart_all,
             self.burst,
@@ -1069,7 +1351,18 @@ class Soak:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         for old in self.workdir.glob("replica-*.log"):
             old.unlink()
-        self.cluster = EtcdCluster(3, extra_args=["--heartbeat-interval=50", "--election-timeout=500"])
+        self.cluster = EtcdCluster(
+            3,
+            extra_args=[
+                "--heartbeat-interval=50",
+                "--election-timeout=500",
+                # etcd pings its clients every second and drops a connection whose client has not
+                # answered for 2 s: so a stopped replica loses its etcd watches (and misses the
+                # compaction in compact_past_stopped_replica).
+                "--grpc-keepalive-interval=1s",
+                "--grpc-keepalive-timeout=2s",
+            ],
+        )
         tasks: list[asyncio.Task[Any]] = []
         started = time.monotonic()
         try:
@@ -1090,6 +1383,8 @@ class Soak:
                 str(p.window),
                 "--watch-write-timeout",
                 str(p.watch_write_timeout),
+                "--watch-bookmark-interval",
+                str(p.bookmark_interval),
                 "--log-level",
                 "warning",
             ]
@@ -1102,15 +1397,22 @@ class Soak:
                 await replica.start(self.session)
             idle_before = sorted(self.replicas[0].fds() for _ in range(3))[1]
             start_rev, initial = await self.etcd.range_prefix(PREFIX.encode() + b"/")
-            self.recorder = Recorder(self.etcd, PREFIX.encode() + b"/", start_rev)
+            self.recorder = Recorder(self.etcd, PREFIX.encode() + b"/", start_rev, clock=now)
             tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
             tasks.append(asyncio.create_task(self.monitor(), name="monitor"))
             workers: list[asyncio.Task[Any]] = []
-            workers += [asyncio.create_task(self.http_writer(i)) for i in range(p.http_writers)]
-            workers += [asyncio.create_task(self.direct_writer(i)) for i in range(p.direct_writers)]
-            workers += [asyncio.create_task(self.reader(i)) for i in range(p.readers)]
+            workers += [
+                asyncio.create_task(self.http_writer(i), name=f"http-writer-{i}")
+                for i in range(p.http_writers)
+            ]
+            workers += [
+                asyncio.create_task(self.direct_writer(i), name=f"direct-writer-{i}")
+                for i in range(p.direct_writers)
+            ]
+            workers += [asyncio.create_task(self.reader(i), name=f"reader-{i}") for i in range(p.readers)]
             watch_tasks = [
-                asyncio.create_task(self.watcher(w, i % 2)) for i, w in enumerate(self.make_watchers())
+                asyncio.create_task(self.watcher(w, i % 2), name=w.name)
+                for i, w in enumerate(self.make_watchers())
             ]
             log.info("running %d watchers; faults for %.0f s", len(watch_tasks), p.duration)
             await asyncio.sleep(3)
@@ -1120,11 +1422,12 @@ class Soak:
             if self.half_open_task is not None:
                 await self.half_open_task
             self.stopping.set()
-            await asyncio.gather(*workers)
-            await asyncio.sleep(2)  # let in-flight events arrive
+            self.reap(workers, await asyncio.gather(*workers, return_exceptions=True))
+            await self.catch_up(start_rev, initial)
+            t_stop = now()
             for task in watch_tasks:
                 task.cancel()
-            await asyncio.gather(*watch_tasks, return_exceptions=True)
+            self.reap(watch_tasks, await asyncio.gather(*watch_tasks, return_exceptions=True))
             await self.session.close()  # the readers' and writers' pooled connections too
             self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
             await asyncio.sleep(3)
@@ -1159,20 +1462,97 @@ class Soak:
             lists=self.lists,
             slow_episodes=self.slow_episodes,
             fault_windows=self.fault_windows,
+            truth_times=self.recorder.times,
+            gets=self.gets,
+            requests=self.requests,
+            loads=[load for replica in self.replicas for load in replica.loads],
+            compactions=self.compactions,
+            forced_relists=self.forced_relists,
+            client_errors=self.client_errors,
+            t_stop=t_stop,
+            settings={"window": p.window, "bookmark_interval": p.bookmark_interval},
         )
         (self.workdir / "history.json").write_text(history.to_json())
-        report = check(history, namespaced=NAMESPACED)
+        report = check(history, namespaced=NAMESPACED, bounds=p.bounds)
+        self.coverage(report)
         if self.recorder.gap:
             report.add("truth", "recorder", self.recorder.gap)
         for kind, who, detail in self.stats.extra_violations:
             report.add(kind, who, detail)
         return self.summary(history, report, elapsed, metrics)
 
+    def reap(self, tasks: list[asyncio.Task[Any]], results: list[Any]) -> None:
+        """A client task that died is a finding, not noise."""
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                detail = f"task {task.get_name()} died: {result!r}"
+                log.error("%s", detail)
+                self.client_errors.append((task.get_name(), detail))
+
+    async def catch_up(self, start_rev: int, initial: list[Any]) -> None:
+        """The writers have stopped: give every watcher (but the deliberately slow ones) up to
+        ``catch_up`` seconds to reach etcd's last revision for its filter. The checker judges
+        whether each did, and how late each change arrived."""
+        started = time.monotonic()
+        revision = await self.etcd.revision()
+        await self.recorder.wait_for(revision)
+        truth = Truth(
+            History(
+                truth=list(self.recorder.events),
+                initial=[(kv.key.decode(), int(kv.mod_revision), kv.value.decode()) for kv in initial],
+                start_rev=start_rev,
+                final_state=None,
+                final_rev=revision,
+                prefix=f"{PREFIX}/{GROUP}",
+            ),
+            NAMESPACED,
+        )
+        targets = {}
+        for watcher in self.watchers:
+            _, expected = truth.expected(watcher.filter)
+            if expected and not watcher.slow:
+                targets[watcher.name] = expected[-1].rev
+        while time.monotonic() - started < self.p.catch_up:
+            if all(self.reached[name] >= rev for name, rev in targets.items()):
+                break
+            await asyncio.sleep(0.2)
+        self.stats.catch_up_s = round(time.monotonic() - started, 1)
+        behind = [name for name, rev in targets.items() if self.reached[name] < rev]
+        if behind:
+            log.warning(
+                "%d watchers did not catch up within %g s: %s", len(behind), self.p.catch_up, behind[:5]
+            )
+
+    def coverage(self, report: Report) -> None:
+        """Every path the README claims was exercised (else a bug there could not have been seen)."""
+        gaps = []
+        if not report.bookmarks_checked:
+            gaps.append("no bookmark was received")
+        for mode in ("rv0", "unset", "send-initial"):
+            if not report.initial_segments[mode]:
+                gaps.append(f"no {mode} watch ran")
+        if not any(w.field_selector and w.segments for w in self.watchers):
+            gaps.append("no watch with a fieldSelector ran")
+        for kind in ("consistent", "rv0", "NotOlderThan", "Exact"):
+            if not report.list_kinds[kind]:
+                gaps.append(f"no {kind} list succeeded")
+        if not report.gets_checked:
+            gaps.append("no GET succeeded")
+        if not self.forced_relists or not report.forced_relist_expired:
+            gaps.append("no watch was ended by a 410 after a replica reloaded its caches")
+        for gap in gaps:
+            report.add("coverage", "soak", gap)
+
     def make_watchers(self) -> list[WatcherRecord]:
+        """Filters drawn at random; how each starts and what it asks for, in fixed proportions, so
+        that a short soak has every kind: of every 10, one begins with resourceVersion=0, one without
+        resourceVersion, two with sendInitialEvents, the rest with a list; one of every 10 does not
+        ask for bookmarks; one of every 12 uses a fieldSelector."""
         rng = self.rng
         out = []
         for i in range(self.p.watchers):
             slow = i < self.p.slow_watchers
+            fields = None
             if slow:
                 resource, ns, sel = "flunders", None, None
             else:
@@ -1187,7 +1567,28 @@ class Soak:
                     resource, ns, sel = "flunders", rng.choice(NAMESPACES), rng.choice(SELECTORS)
                 else:
                     resource, ns, sel = "fischers", None, rng.choice((None, *SELECTORS))
-            out.append(WatcherRecord(f"watcher-{i}{'-slow' if slow else ''}", resource, ns, sel, slow))
+                if i % 12 == 5:
+                    fields = rng.choice(
+                        ("metadata.name=h0-1", "metadata.name!=d0-2", "metadata.namespace=ns2")
+                        if resource == "flunders"
+                        else ("metadata.name=d1-1", "metadata.name!=h0-3")
+                    )
+            mode = (
+                "list"
+                if slow
+                else {0: "rv0", 1: "unset", 2: "send-initial", 3: "send-initial"}.get(i % 10, "list")
+            )
+            record = WatcherRecord(
+                f"watcher-{i}{'-slow' if slow else ''}",
+                resource,
+                ns,
+                sel,
+                slow,
+                field_selector=fields,
+                mode=mode,
+                bookmarks=slow or mode == "send-initial" or i % 10 != 7,
+            )
+            out.append(record)
         self.watchers = out
         return out
 
@@ -1224,7 +1625,10 @@ class Soak:
                 "watcher_buffer": self.p.watcher_buffer,
                 "watch_cache_size": self.p.window,
                 "watch_write_timeout_s": self.p.watch_write_timeout,
+                "bookmark_interval_s": self.p.bookmark_interval,
                 "big_object_bytes": self.p.big_size,
+                "delivery_bound_s": self.p.bounds.delivery,
+                "recovery_bound_s": self.p.bounds.recovery,
                 "seed": self.p.seed,
             },
             "wall_clock_s": round(elapsed, 1),
@@ -1234,8 +1638,23 @@ class Soak:
             "events_delivered": count_delivered(history.watchers),
             "watch_segments": report.segments_checked,
             "segments_ended_410": report.expired_segments,
-            "consistent_lists_checked": report.lists_checked,
+            "bookmarks_checked": report.bookmarks_checked,
+            "initial_state_watches": dict(report.initial_segments),
+            "field_selector_watches": sum(len(w.segments) for w in history.watchers if w.field_selector),
+            "lists_checked": report.lists_checked,
+            "list_kinds": dict(report.list_kinds),
+            "gets_checked": report.gets_checked,
             "list_failures": dict(self.stats.list_failures),
+            "failed_requests": dict(Counter(f"{r.op} {r.code}" for r in history.requests)),
+            "answers_410_justified": report.answers_410,
+            "errors_explained_by_faults": report.errors_explained,
+            "forced_relist_410s": report.forced_relist_expired,
+            "liveness": {
+                "changes_owed": report.owed,
+                "late": report.late,
+                "catch_up_s": self.stats.catch_up_s,
+                "delivery_outside_faults": report.delay_summary(),
+            },
             "relists_after_410": self.stats.relists,
             "failovers": self.stats.failovers,
             "faults": dict(self.stats.faults),
@@ -1245,8 +1664,8 @@ class Soak:
             "peak_rss_mib": {r.name: round(r.peak_hwm_kib / 1024, 1) for r in self.replicas},
             "no_quorum": self.stats.graceful,
             "fd": self.stats.fd,
-            "slow_episodes": len(history.slow_episodes),
-            "slow_cut_off": sum(1 for e in history.slow_episodes if e.ended_by_server),
+            "slow_episodes": sum(1 for e in history.slow_episodes if e.t_end),
+            "slow_cut_off": sum(1 for e in history.slow_episodes if e.t_end and e.ended_by_server),
             "latency_p99_s": {
                 "during_slow_episodes": report.latency_p99_slow,
                 "outside": report.latency_p99_calm,
@@ -1289,7 +1708,29 @@ def print_table(summary: dict[str, Any]) -> None:
         ("writes acknowledged", summary["writes_acknowledged"]),
         ("events delivered (checked)", summary["events_delivered"]),
         ("watch segments (ended by 410)", f"{summary['watch_segments']} ({summary['segments_ended_410']})"),
-        ("consistent lists checked", summary["consistent_lists_checked"]),
+        (
+            "watches from the current state / with fieldSelector",
+            f"{summary['initial_state_watches']} / {summary['field_selector_watches']}",
+        ),
+        ("bookmarks checked", summary["bookmarks_checked"]),
+        ("lists checked", f"{summary['lists_checked']} {summary['list_kinds']}"),
+        ("GETs checked", summary["gets_checked"]),
+        (
+            "410s (all justified unless reported) / after the forced reload",
+            f"{summary['answers_410_justified']} / {summary['forced_relist_410s']}",
+        ),
+        ("failed requests (op code: count)", summary["failed_requests"]),
+        (
+            "changes owed to watchers / late",
+            f"{summary['liveness']['changes_owed']} / {summary['liveness']['late']} "
+            f"(bounds {summary['parameters']['delivery_bound_s']:g} s, "
+            f"fault window + {summary['parameters']['recovery_bound_s']:g} s)",
+        ),
+        (
+            "delivery outside faults p50 / p99 / max",
+            "{p50_s} / {p99_s} / {max_s} s".format(**summary["liveness"]["delivery_outside_faults"]),
+        ),
+        ("all watchers caught up after the writers stopped in", f"{summary['liveness']['catch_up_s']} s"),
         ("faults injected", ", ".join(f"{k} x{v}" for k, v in sorted(summary["faults"].items()))),
         ("violations", f"{summary['violations']} {summary['violations_by_kind'] or ''}"),
         ("peak RSS (VmHWM)", ", ".join(f"{k} {v} MiB" for k, v in summary["peak_rss_mib"].items())),
@@ -1322,7 +1763,22 @@ def print_table(summary: dict[str, Any]) -> None:
         print("  !", example)
 
 
-PLANTS = ("drop", "duplicate", "reorder", "list-item", "page-rv", "rv-backwards")
+PLANTS = (
+    "drop",
+    "duplicate",
+    "reorder",
+    "list-item",
+    "page-rv",
+    "rv-backwards",
+    "starve-namespace",
+    "refuse-selector",
+    "truncate-last",
+    "drop-later-streams",
+    "no-410-after-relist",
+    "bookmark-ahead",
+    "spurious-410",
+    "error-event",
+)
 
 
 def plant(history: History, kind: str, seed: int = 0) -> str:
@@ -1330,18 +1786,23 @@ def plant(history: History, kind: str, seed: int = 0) -> str:
     rng = random.Random(seed)
     if kind in ("drop", "duplicate", "reorder"):
         candidates = [
-            (w, s) for w in history.watchers for s in w.segments if len(s.events) >= 3 and s.end != "stopped"
-        ] or [(w, s) for w in history.watchers for s in w.segments if len(s.events) >= 3]
+            (w, s)
+            for w in history.watchers
+            for s in w.segments
+            if len(s.events) >= 3 and s.end != "stopped" and not s.initial
+        ] or [(w, s) for w in history.watchers for s in w.segments if len(s.events) >= 3 and not s.initial]
         watcher, segment = rng.choice(candidates)
         i = rng.randrange(0, len(segment.events) - 1)
         events = segment.events
         if kind == "drop":
             gone = events.pop(i)
             segment.recv_times.pop(i)
+            segment.bookmark_at = [at - (at > i) for at in segment.bookmark_at]
             return f"dropped {gone.brief()} from {watcher.name}"
         if kind == "duplicate":
             events.insert(i + 1, events[i])
             segment.recv_times.insert(i + 1, segment.recv_times[i])
+            segment.bookmark_at = [at + (at > i) for at in segment.bookmark_at]
             return f"duplicated {events[i].brief()} for {watcher.name}"
         events[i], events[i + 1] = events[i + 1], events[i]
         return f"swapped {events[i].brief()} and {events[i + 1].brief()} for {watcher.name}"
@@ -1359,6 +1820,106 @@ def plant(history: History, kind: str, seed: int = 0) -> str:
         what, rv = watcher.observed[i]
         watcher.observed.insert(i + 1, (what, rv - 1))
         return f"made {watcher.name} observe {rv - 1} after {rv}"
+    return _plant_liveness(history, kind, rng)
+
+
+def _plant_liveness(history: History, kind: str, rng: random.Random) -> str:
+    """The bugs a client sees as not being served (or served wrongly after a failure)."""
+    fast = [w for w in history.watchers if not w.slow and w.segments]
+    if kind == "starve-namespace":
+        # No live events for namespace-scoped watchers: each stream's events come only as the
+        # catch-up of the next watch, i.e. when the stream has ended.
+        starved = [w for w in fast if w.namespace is not None]
+        for watcher in starved:
+            for segment in watcher.segments:
+                end = segment.t_end or max(segment.recv_times, default=0.0)
+                segment.recv_times = [end] * len(segment.events)
+                segment.bookmark_times = [end] * len(segment.bookmarks)
+        return (
+            f"delivered the events of {len(starved)} namespace-scoped watchers only when their streams ended"
+        )
+    if kind == "refuse-selector":
+        refused = [w for w in fast if w.selector]
+        for watcher in refused:
+            for segment in watcher.segments:
+                history.requests.append(
+                    RequestRecord(
+                        watcher.name,
+                        segment.replica,
+                        "watch",
+                        segment.t_start,
+                        segment.t_open or segment.t_start,
+                        500,
+                        "InternalError",
+                        segment.start_rev,
+                    )
+                )
+            watcher.segments = []
+            watcher.observed = [o for o in watcher.observed if o[0] == "list"]
+        return f"answered 500 to every watch of {len(refused)} label-selected watchers"
+    if kind == "truncate-last":
+        cut = 0
+        for watcher in fast:
+            segment = watcher.segments[-1]
+            half = len(segment.events) // 2
+            cut += len(segment.events) - half
+            del segment.events[half:], segment.recv_times[half:]
+            keep = [
+                i
+                for i, at in enumerate(segment.bookmark_at)
+                if at <= half and i != len(segment.bookmarks) - 1
+            ]
+            segment.bookmarks = [segment.bookmarks[i] for i in keep]
+            segment.bookmark_at = [segment.bookmark_at[i] for i in keep]
+            segment.bookmark_times = [segment.bookmark_times[i] for i in keep]
+        return f"cut off the second half of every watcher's last stream ({cut} events)"
+    if kind == "drop-later-streams":
+        dropped = 0
+        for watcher in fast[::2]:
+            first = watcher.segments[0]
+            dropped += sum(len(s.events) for s in watcher.segments[1:])
+            watcher.segments = [first]
+            history.lists = [r for r in history.lists if r.client != watcher.name or r.t_start <= first.t_end]
+        return f"dropped every stream after the first for half the watchers ({dropped} events)"
+    if kind == "no-410-after-relist":
+        truth = Truth(history, NAMESPACED)
+        changed = 0
+        for replica, stopped, resumed, compacted in history.forced_relists:
+            for watcher in history.watchers:
+                revs, expected = truth.expected(watcher.filter)
+                after = expected[bisect.bisect_left(revs, compacted) :][:3]
+                for segment in watcher.segments:
+                    if segment.replica == replica and segment.end == "expired" and segment.t_open < stopped:
+                        # The stream goes on from the reloaded cache instead of ending with a 410.
+                        segment.end = "closed"
+                        segment.events += after
+                        segment.recv_times += [resumed + 0.5] * len(after)
+                        changed += 1
+        return f"kept {changed} watches open across a reload of their replica's caches"
+    if kind == "bookmark-ahead":
+        moved = 0
+        for watcher in history.watchers:
+            for segment in watcher.segments:
+                for i in range(len(segment.bookmarks)):
+                    if i != segment.initial_end:
+                        segment.bookmarks[i] += 1
+                        moved += 1
+        return f"moved {moved} bookmarks one revision ahead"
+    if kind in ("spurious-410", "error-event"):
+        latest = max((c for _, c in history.compactions), default=0)
+        candidates = [
+            (w, s)
+            for w in fast
+            for s in w.segments
+            if s.end == "closed" and s.events and s.events[-1].rev > latest and not s.bookmarks
+        ] or [(w, s) for w in fast for s in w.segments if s.end == "closed" and s.events]
+        watcher, segment = max(candidates, key=lambda ws: ws[1].t_end)
+        if kind == "spurious-410":
+            segment.end = "expired"
+            return f"ended a stream of {watcher.name} at {segment.events[-1].rev} with a 410"
+        segment.end = "error"
+        segment.detail = '{"type":"ERROR","object":{"kind":"Status","code":500}}'
+        return f"ended a stream of {watcher.name} with an ERROR event of code 500"
     raise ValueError(f"unknown plant {kind!r}; one of {PLANTS}")
 
 

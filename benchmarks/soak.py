@@ -807,7 +807,7 @@ class Soak:
         rng = random.Random(f"{record.name}-{self.p.seed}")
         current = home
         rv: int | None = None  # None: start over
-        while not self.stopping.is_set():
+        while True:  # until the soak cancels it, after the writers have stopped and it caught up
             replica = self.replicas[current]
             initial = ""
             if rv is None and record.mode == "list":
@@ -943,9 +943,11 @@ class Soak:
                     # server's send buffer, and the server's writes block.
                     writer.transport.pause_reading()
                     # At least slow_pause seconds, and long enough for 3 buffers' worth of changes
-                    # to reach the server (faults may quiet the writers meanwhile).
+                    # to reach the server (faults may quiet the writers meanwhile); but reading
+                    # again before the server's write timeout would drop the connection, so that
+                    # what ends the stream is the server noticing the overflow.
                     wanted = self.flunder_writes() + 3 * self.p.watcher_buffer
-                    limit = episode.t_begin + 3 * self.p.slow_pause
+                    limit = episode.t_begin + min(3 * self.p.slow_pause, self.p.watch_write_timeout - 5)
                     while (now() < self.slow_until or self.flunder_writes() < wanted) and now() < limit:  # noqa: ASYNC110
                         await asyncio.sleep(0.2)
                     writer.transport.resume_reading()
@@ -973,6 +975,8 @@ class Soak:
                         code = obj.get("code")
                         segment.end = "expired" if code == 410 else "error"
                         segment.detail = line.decode("utf-8", "replace")
+                        if episode is not None:
+                            episode.ended_by_server = True  # with an error (a 410 after a reload)
                         return resume, code == 410
                     if kind == "BOOKMARK":
                         meta = obj["metadata"]
@@ -1964,7 +1968,7 @@ def main(argv: list[str] | None = None) -> int:
             pause=4.0,
             slow_pause=16.0,
             window=200,
-            watch_write_timeout=20.0,
+            watch_write_timeout=30.0,
             big_objects=3,
             half_open=(4, 4, 4),
             seed=args.seed,

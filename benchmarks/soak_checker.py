@@ -992,12 +992,13 @@ def _check_liveness(history: History, truth: Truth, bounds: Bounds, report: Repo
         return
     faults = _windows(history)
     for watcher in history.watchers:
+        if watcher.slow:
+            continue  # deliberately slow (a tiny receive buffer, episodes of not reading): see _check_slow
         _, expected = truth.expected(watcher.filter)
-        # At the end: caught up with etcd's last revision for its filter (a deliberately slow
-        # watcher may still be in its last episode of not reading).
+        # At the end: caught up with etcd's last revision for its filter.
         times, best = _observations(history, watcher)
         reached = best[-1] if best else 0
-        if expected and reached < expected[-1].rev and not watcher.slow:
+        if expected and reached < expected[-1].rev:
             report.add(
                 "liveness",
                 watcher.name,
@@ -1024,11 +1025,7 @@ def _check_liveness(history: History, truth: Truth, bounds: Bounds, report: Repo
             arrived = times[i] if i < len(times) else math.inf
             if arrived > deadline and (not history.t_stop or deadline < history.t_stop):
                 late.append((arrived - deadline, committed, arrived, event))
-            elif (
-                not watcher.slow
-                and arrived < math.inf
-                and not _explained(committed, committed + bounds.delivery, faults)
-            ):
+            elif arrived < math.inf and not _explained(committed, committed + bounds.delivery, faults):
                 report.delays_calm.append(max(0.0, arrived - committed))
         report.owed += owed
         report.late += len(late)
@@ -1160,17 +1157,9 @@ def _check_forced_relists(history: History, bounds: Bounds, report: Report) -> N
                     )
                 elif segment.end == "expired":
                     report.forced_relist_expired += 1
-                # A watcher that is not reading (a slow-watcher episode) is told when it reads again.
-                told_by = max(
-                    [resumed]
-                    + [
-                        e.t_end or math.inf
-                        for e in history.slow_episodes
-                        if e.watcher == watcher.name and e.t_begin <= resumed
-                    ]
-                )
-                if segment.t_end > told_by + bounds.recovery or (
-                    segment.end in ("open", "stopped") and told_by < math.inf
+                # A deliberately slow watcher is told when it has read what was sent before it.
+                if not watcher.slow and (
+                    segment.t_end > resumed + bounds.recovery or segment.end in ("open", "stopped")
                 ):
                     report.add(
                         "relist",

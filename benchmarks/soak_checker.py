@@ -991,6 +991,8 @@ def _check_liveness(history: History, truth: Truth, bounds: Bounds, report: Repo
     if not truth.timed:
         return
     faults = _windows(history)
+    # Most watchers share their fault windows: each deadline is computed once per set of windows.
+    deadline_cache: dict[tuple[tuple[float, float], ...], dict[float, float]] = {}
     for watcher in history.watchers:
         if watcher.slow:
             continue  # deliberately slow (a tiny receive buffer, episodes of not reading): see _check_slow
@@ -1010,7 +1012,8 @@ def _check_liveness(history: History, truth: Truth, bounds: Bounds, report: Repo
         if not starts:
             continue
         began = min(starts)
-        windows = _windows(history, watcher)
+        windows = tuple(_windows(history, watcher))
+        deadlines = deadline_cache.setdefault(windows, {})
         late: list[tuple[float, float, float, Event]] = []
         owed = 0
         for event in expected:
@@ -1020,7 +1023,9 @@ def _check_liveness(history: History, truth: Truth, bounds: Bounds, report: Repo
             if history.t_stop and committed >= history.t_stop:
                 continue
             owed += 1
-            deadline = _deadline(committed, windows, bounds)
+            deadline = deadlines.get(committed)
+            if deadline is None:
+                deadline = deadlines[committed] = _deadline(committed, windows, bounds)
             i = bisect.bisect_left(best, event.rev)
             arrived = times[i] if i < len(times) else math.inf
             if arrived > deadline and (not history.t_stop or deadline < history.t_stop):

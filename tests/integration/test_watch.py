@@ -397,14 +397,16 @@ async def test_periodic_bookmarks_only_when_allowed(etcd_endpoints: list[str], p
     """allow_bookmarks: an idle watch gets bare BOOKMARKs every interval, each at exactly the revision
     the watcher has been sent everything up to (never ahead of it, never behind); without it, nothing.
 
-    Nothing else writes to the session etcd during the test, so after a consistent list the cache is
-    at etcd's revision and every bookmark's revision is known exactly: no assertion depends on when
-    a bookmark happens to be due (a bookmark one revision ahead is caught on the first one).
+    Nothing else writes to the session etcd during the test, and nothing here makes the cache write
+    its progress key (no consistent read: the cache is waited for by polling), so the cache's
+    revision is that of the last write and every bookmark's revision is known exactly: no assertion
+    depends on when a bookmark happens to be due (a bookmark one revision ahead is caught on the first).
     """
     async with serving(etcd_endpoints, prefix, bookmark_interval=0.2) as res:
         a = await res.create(flunder("a"))
-        synced = int((await res.list()).resource_version)
-        assert synced >= rv(a)
+        synced = rv(a)
+        await wait_until(lambda: res.cache.revision >= synced, within=EVENT_WAIT, message="the cache has a")
+        assert res.cache.revision == synced
         async with (
             res.watch(resource_version=synced, allow_bookmarks=True) as with_marks,
             res.watch(resource_version=synced) as without,

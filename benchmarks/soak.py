@@ -1474,7 +1474,11 @@ class Soak:
             forced_relists=self.forced_relists,
             client_errors=self.client_errors,
             t_stop=t_stop,
-            settings={"window": p.window, "bookmark_interval": p.bookmark_interval},
+            settings={
+                "window": p.window,
+                "bookmark_interval": p.bookmark_interval,
+                "watcher_buffer": p.watcher_buffer,
+            },
         )
         (self.workdir / "history.json").write_text(history.to_json())
         report = check(history, namespaced=NAMESPACED, bounds=p.bounds)
@@ -1542,6 +1546,8 @@ class Soak:
                 gaps.append(f"no {kind} list succeeded")
         if not report.gets_checked:
             gaps.append("no GET succeeded")
+        if not any(e.ended_by_server for e in self.slow_episodes):
+            gaps.append("no slow watcher was cut off")
         if not self.forced_relists or not report.forced_relist_expired:
             gaps.append("no watch was ended by a 410 after a replica reloaded its caches")
         for gap in gaps:
@@ -1670,6 +1676,7 @@ class Soak:
             "fd": self.stats.fd,
             "slow_episodes": sum(1 for e in history.slow_episodes if e.t_end),
             "slow_cut_off": sum(1 for e in history.slow_episodes if e.t_end and e.ended_by_server),
+            "slow_not_judged": report.slow_unjudged,
             "latency_p99_s": {
                 "during_slow_episodes": report.latency_p99_slow,
                 "outside": report.latency_p99_calm,
@@ -1753,7 +1760,10 @@ def print_table(summary: dict[str, Any]) -> None:
             f"{fd.get('baseline')} / {fd.get('peak')} / {fd.get('after')} "
             f"(released {fd.get('released_after_burst_s')} s after the burst)",
         ),
-        ("slow watcher episodes cut off", f"{summary['slow_cut_off']}/{summary['slow_episodes']}"),
+        (
+            "slow watcher episodes cut off (owed too few changes to overflow)",
+            f"{summary['slow_cut_off']}/{summary['slow_episodes']} ({summary['slow_not_judged']})",
+        ),
         (
             "fast watcher p99 latency slow/calm",
             f"{summary['latency_p99_s']['during_slow_episodes']} / {summary['latency_p99_s']['outside']} s",

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SOAK_TIMEOUT = 900
+"""Seconds a mutant's short soak may take (it takes one or two minutes): past it, it is a failure
+of the soak to report, not a catch."""
 
 
 @dataclass(frozen=True)
@@ -195,23 +199,42 @@ def run(mutant: Mutant, out: Path) -> dict[str, object]:
         ).stdout
         if not check.startswith(str(tree)):
             raise SystemExit(f"the copy's watchcache is not the one imported: {check}")
-        result = subprocess.run(
+        soak = subprocess.Popen(
             [sys.executable, str(tree / "benchmarks" / "soak.py"), "--short", "--out", str(out)],
             env=env,
             cwd=tree,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
         )
-        (out / "soak-output.txt").write_text(result.stdout + result.stderr)
+        try:
+            stdout, stderr = soak.communicate(timeout=SOAK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # SIGINT: the soak's own clean-up stops its replicas and etcd cluster.
+            soak.send_signal(signal.SIGINT)
+            try:
+                stdout, stderr = soak.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                soak.kill()
+                stdout, stderr = soak.communicate()
+            (out / "soak-output.txt").write_text(stdout + stderr)
+            return {
+                "mutant": mutant.name,
+                "caught": False,
+                "how": f"the soak did not finish within {SOAK_TIMEOUT} s",
+                "kinds": {},
+                "examples": [stderr[-500:]],
+                "seconds": round(time.monotonic() - started),
+            }
+        (out / "soak-output.txt").write_text(stdout + stderr)
         summary_file = out / "summary.json"
         if not summary_file.exists():
             return {
                 "mutant": mutant.name,
                 "caught": True,
-                "how": f"the soak did not finish (exit {result.returncode})",
+                "how": f"the soak did not finish (exit {soak.returncode})",
                 "kinds": {},
-                "examples": [result.stderr[-500:]],
+                "examples": [stderr[-500:]],
                 "seconds": round(time.monotonic() - started),
             }
         summary = json.loads(summary_file.read_text())

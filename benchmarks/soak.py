@@ -761,15 +761,18 @@ class Soak:
     async def open_watch(
         self, replica: Replica, url_path: str, *, rcvbuf: int | None = None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, bytes]:
-        """A raw HTTP/1.1 watch request; (reader, writer, status, error body if not 200)."""
+        """A raw HTTP/1.1 watch request; (reader, writer, status, error body if not 200).
+
+        Deadlines are ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11 the latter
+        loses a cancellation that arrives as the awaited read completes (gh-86296), and a watcher
+        whose cancellation was lost goes on watching, so the soak waited for it forever."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
         try:
-            await asyncio.wait_for(
-                asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", replica.port)), 5
-            )
+            async with asyncio.timeout(5):
+                await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", replica.port))
         except BaseException:
             sock.close()
             raise
@@ -779,7 +782,8 @@ class Soak:
                 f"GET {url_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n".encode()
             )
             await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
+            async with asyncio.timeout(15):
+                head = await reader.readuntil(b"\r\n\r\n")
             status = int(head.split(b" ", 2)[1])
             if status == 200:
                 return reader, writer, status, b""
@@ -787,7 +791,8 @@ class Soak:
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
-            body = await asyncio.wait_for(reader.readexactly(length), 15) if length else b""
+            async with asyncio.timeout(15):
+                body = await reader.readexactly(length) if length else b""
             writer.close()
             return reader, writer, status, body
         except BaseException:
@@ -1429,9 +1434,7 @@ class Soak:
             self.reap(workers, await asyncio.gather(*workers, return_exceptions=True))
             await self.catch_up(start_rev, initial)
             t_stop = now()
-            for task in watch_tasks:
-                task.cancel()
-            self.reap(watch_tasks, await asyncio.gather(*watch_tasks, return_exceptions=True))
+            await self.cancel_watchers(watch_tasks)
             await self.session.close()  # the readers' and writers' pooled connections too
             self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
             await asyncio.sleep(3)
@@ -1496,6 +1499,19 @@ class Soak:
                 detail = f"task {task.get_name()} died: {result!r}"
                 log.error("%s", detail)
                 self.client_errors.append((task.get_name(), detail))
+
+    async def cancel_watchers(self, tasks: list[asyncio.Task[Any]], within: float = 30.0) -> None:
+        """Cancel the watchers and wait for them; one that is still running ``within`` seconds later
+        is a finding (a ``client`` violation), never a soak that waits forever."""
+        for task in tasks:
+            task.cancel()
+        _, running = await asyncio.wait(tasks, timeout=within)
+        for task in running:
+            detail = f"task {task.get_name()} still running {within:g} s after it was cancelled"
+            log.error("%s", detail)
+            self.client_errors.append((task.get_name(), detail))
+        stopped = [task for task in tasks if task.done()]
+        self.reap(stopped, [task.exception() if not task.cancelled() else None for task in stopped])
 
     async def catch_up(self, start_rev: int, initial: list[Any]) -> None:
         """The writers have stopped: give every watcher (but the deliberately slow ones) up to

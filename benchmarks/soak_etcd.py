@@ -195,7 +195,8 @@ class Recorder:
                 raise TimeoutError(f"history recorder stuck at {self.last_rev}, want {revision}")
             self._advanced.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._advanced.wait()
             if self.last_rev != seen:
                 seen, last_progress = self.last_rev, time.monotonic()
             elif time.monotonic() - last_progress > 3.0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -542,6 +543,47 @@ async def test_request_progress_comes_after_every_event_it_covers(
                     break
             assert answer.header.revision >= written
             assert seen == written, "the progress notification overtook an event"
+
+
+async def test_request_progress_is_never_behind_an_event_already_sent(
+    wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """While changes keep coming, a RequestProgress answer's revision is never below an event the
+    stream has already sent — kube-apiserver takes it as its cache's resourceVersion, which must not
+    go back — and no event up to it comes after it. The stream also watches a resource nobody
+    writes, whose cache must catch up first (a progress-key write), while the other keeps sending."""
+    flunders = flunders_layout(prefix).resource_prefix
+    gadgets = f"{prefix}/shared.example.com/gadgets/".encode()
+
+    async def keep_writing() -> None:
+        for i in itertools.count():
+            await direct.put(flunder_key(prefix, f"k{i % 10}"), value("k", n=i))
+
+    async with wardle.watch_stream() as stream:
+        for start in (flunders, gadgets):
+            await stream.create(start, prefix_end(start))
+            assert (await stream.read()).created
+        writer = asyncio.create_task(keep_writing())
+        try:
+            sent, covered, answered = 0, 0, 0
+            await stream.request_progress()
+            while answered < 30:
+                answer = await stream.read()
+                for event in answer.events:
+                    assert event.kv.mod_revision > covered, (
+                        "an event came after a progress answer covering it"
+                    )
+                    sent = max(sent, event.kv.mod_revision)
+                if answer.watch_id == -1 and not answer.events:
+                    assert answer.header.revision >= sent, (
+                        "the progress answer is behind an event already sent"
+                    )
+                    covered = answer.header.revision
+                    answered += 1
+                    await stream.request_progress()
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
 
 async def test_one_cache_two_fronts(svc: Service, wardle: EtcdV3, prefix: str) -> None:

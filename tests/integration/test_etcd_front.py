@@ -152,6 +152,7 @@ async def test_ranges_from_the_cache_are_etcds_answers(
         {"key": start, "range_end": prefix_end(start), "limit": 2},
         {"key": flunder_key(prefix, "f2"), "range_end": prefix_end(start), "limit": 3},
         {"key": start, "range_end": prefix_end(start), "count_only": True},
+        {"key": start, "range_end": prefix_end(start), "count_only": True, "limit": 2},
         {"key": start, "range_end": prefix_end(start), "keys_only": True, "limit": 4},
         {"key": start, "range_end": prefix_end(start), "revision": revision - 1},
         {"key": start, "range_end": prefix_end(start), "serializable": True},
@@ -231,6 +232,8 @@ async def test_progress_keys_are_never_seen(svc: Service, wardle: EtcdV3, prefix
     whole = await wardle.range(group, prefix_end(group))
     assert [kv.key for kv in whole.kvs] == [flunder_key(prefix, "p"), resource + b"/default/q"]
     assert whole.count == 2
+    counted = await wardle.range(group, prefix_end(group), count_only=True, limit=1)
+    assert (counted.count, counted.more, list(counted.kvs)) == (2, False, [])
     assert writes >= 0
 
 

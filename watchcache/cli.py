@@ -1,7 +1,8 @@
-"""The ``watchcache`` command line: ``serve`` (the HTTP service) and ``demo`` (the embedded API).
+"""The ``watchcache`` command line: ``serve`` (the HTTP service), ``demo`` (the embedded API) and
+``version``.
 
 Flags follow kube-apiserver's names where one exists. A bad flag or configuration ends the process
-with exit code 2 and one line saying why; a clean shutdown (SIGTERM, SIGINT) exits 0.
+with exit code 2 and one line saying why; a clean shutdown (SIGTERM, SIGINT, SIGHUP) exits 0.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -25,6 +28,7 @@ from .http.connections import ConnectionSettings
 from .http.settings import ServerSettings
 from .logs import configure_logging
 from .service import Service, ServiceOptions
+from .version import VERSION
 
 log = logging.getLogger("watchcache")
 
@@ -39,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="watchcache",
         description="A shared, tenant-safe etcd watch cache for Kubernetes aggregated API servers.",
     )
+    parser.add_argument("--version", action="version", version=f"watchcache {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     serve = commands.add_parser(
@@ -56,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     etcd.add_argument(
         "--embedded-etcd",
         action="store_true",
-        help="start a private etcd (the 'etcd' binary on PATH) in a temporary directory; stopped on exit",
+        help="start a private etcd (the 'etcd' binary on PATH) in a temporary directory; it and its data "
+        "go when watchcache ends, however it ends",
     )
     etcd.add_argument("--etcd-prefix", default="/registry", help="key prefix in etcd (default: /registry)")
     etcd.add_argument("--etcd-cafile", help="CA bundle (PEM) that verifies etcd's serving certificate")
@@ -197,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated etcd URLs; without it a private etcd is started (needs 'etcd' on PATH)",
     )
     demo.add_argument("--etcd-prefix", default="/registry", help="key prefix in etcd (default /registry)")
+    commands.add_parser("version", help="print watchcache's version")
     return parser
 
 
@@ -285,14 +292,42 @@ def _raise_open_files_limit() -> None:
         log.debug("could not raise the open files limit: %s", err)
 
 
+# A listener on every interface is not reached at its own address: suggest one that is.
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def _reachable(url: str) -> tuple[str, str | None]:
+    """``url`` as a client on this machine reaches it, and as other machines may (by host name) when
+    it listens on every interface (else ``None``)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if host not in _LOOPBACK:
+        return url, None
+    loopback = _LOOPBACK[host]
+    shown = f"[{loopback}]" if ":" in loopback else loopback
+    return (
+        parts._replace(netloc=f"{shown}:{parts.port}").geturl(),
+        parts._replace(netloc=f"{socket.gethostname()}:{parts.port}").geturl(),
+    )
+
+
 def _hints(service: Service) -> str:
-    config = service.options.config
-    server = service.url
-    lines = [f"watchcache: serving {server}"]
+    options = service.options
+    config = options.config
+    server, remote = _reachable(service.url)
+    etcd_endpoint = _reachable(f"//{service.etcd_endpoint}")[0].removeprefix("//")
+    lines = [f"watchcache: serving {service.url}"]
+    if remote is not None:
+        lines[0] += f" (every interface): {server} from this machine, {remote} from others"
     if service.etcd_endpoint:
         lines.append(f"watchcache: serving the etcd v3 API at {service.etcd_endpoint}")
+        if etcd_endpoint != service.etcd_endpoint:
+            lines[-1] += f" (every interface): {etcd_endpoint} from this machine"
     if service.etcd is not None:
-        lines.append(f"watchcache: private etcd at {service.etcd.endpoints[0]} (removed on exit)")
+        lines.append(
+            f"watchcache: private etcd at {service.etcd.endpoints[0]}, data in {service.etcd.root} "
+            "(removed on exit)"
+        )
     if config.tenants is None:
         lines.append("watchcache: no tenants configured: authentication is OFF (loopback development only)")
     first = config.resources[0]
@@ -304,22 +339,25 @@ def _hints(service: Service) -> str:
         f"  kubectl {flags} get {first.resource}{ns} -w &",
         f"  curl -s {server}/apis/{first.group}/{first.versions[0]}/{first.resource}",
         *(
-            [
-                f"  etcdctl --endpoints {service.etcd_endpoint} get --prefix "
-                f"{service.options.etcd_prefix}/{first.group}/"
-            ]
+            [f"  etcdctl --endpoints {etcd_endpoint} get --prefix {options.etcd_prefix}/{first.group}/"]
             if service.etcd_endpoint and config.tenants is None
             else []
         ),
-        "Stop with Ctrl-C (SIGINT) or SIGTERM.",
+        "Stop with Ctrl-C, SIGTERM or by closing the terminal (SIGHUP): open watches end cleanly"
+        + (", the private etcd and its data are removed." if service.etcd is not None else "."),
     ]
     return "\n".join(lines)
+
+
+# Each ends the service the same way: the listener closes, open watches end, etcd is stopped. SIGHUP
+# is what closing the terminal sends.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 async def _serve(options: ServiceOptions) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     service = Service(options)
     try:
@@ -329,13 +367,16 @@ async def _serve(options: ServiceOptions) -> int:
         log.info("shutting down: ending open watches")
     finally:
         await service.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"watchcache {VERSION}")
+        return 0
     if args.command == "serve":
         configure_logging(log_format=args.log_format, level=args.log_level)
         try:

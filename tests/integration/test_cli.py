@@ -154,7 +154,7 @@ async def test_sigterm_drains_watches_and_exits_0() -> None:
 
 async def test_json_logs_one_line_per_request_at_debug() -> None:
     """--log-format json writes one JSON object per line; at debug each request gets one line with its
-    verb, path and code, and an error response one warning line."""
+    verb, path and code, and a client error (4xx) one info line."""
     port = free_port()
     proc = await serve(port, "--log-format", "json", "--log-level", "debug")
     assert proc.stdout is not None
@@ -177,5 +177,5 @@ async def test_json_logs_one_line_per_request_at_debug() -> None:
     requests = [r for r in records if r["msg"] == "request"]
     assert any(r["verb"] == "LIST" and r["code"] == 200 and r["level"] == "debug" for r in requests)
     assert any(r["verb"] == "GET" and r["code"] == 404 for r in requests)
-    warnings = [r for r in records if r["level"] == "warning" and r.get("code") == 404]
-    assert len(warnings) == 1 and warnings[0]["reason"] == "NotFound"
+    errors = [r for r in records if r["level"] == "info" and r.get("code") == 404]
+    assert len(errors) == 1 and errors[0]["reason"] == "NotFound"

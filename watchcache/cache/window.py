@@ -38,13 +38,12 @@ class Change:
     """What the layers above make of this change once and share among every watcher that needs it
     (the API layer's event per type and version, a front's encodings of it)."""
     _leave: bytes | None = None
+    revision: int = field(init=False)
+    """The change's revision (its entry's): a plain attribute, read for every watcher of it."""
 
     def __post_init__(self) -> None:
         self.plain = self.entry.json is not None and (self.prev is None or self.prev.json is not None)
-
-    @property
-    def revision(self) -> int:
-        return self.entry.revision
+        self.revision = self.entry.revision
 
     def object_json(self, event_type: ChangeType, codec: Codec) -> bytes:
         """The object sent with ``event_type`` (primary apiVersion).

@@ -4,15 +4,18 @@ An :class:`EtcdMember` is one etcd process with a fixed name, data dir and pair 
 does not speak etcd's gRPC API: it spawns ``etcd`` from ``PATH``, probes it over its HTTP ``/health``
 endpoint and stops it; a process still alive when the interpreter exits is killed.
 
-Nothing here is bound to an event loop: a process is a :class:`subprocess.Popen` (which returns at
-once), and every wait is ``await asyncio.sleep`` polling against a deadline. So one object may be
-started under one ``asyncio.run()`` and stopped under another (as a sync pytest session fixture does).
+Nothing here is bound to an event loop: a process is a :class:`subprocess.Popen` forked by one
+long-lived spawner thread, and every wait is ``await asyncio.sleep`` polling against a deadline. So
+one object may be started under one ``asyncio.run()`` and stopped under another (as a sync pytest
+session fixture does). Each process dies with the process that started it, however that ends: it is
+started through :mod:`.lifeline`'s shim, which arms the kernel's parent-death signal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -21,10 +24,12 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+from .lifeline import shim_command
 
 __all__ = [
     "HOST",
@@ -34,9 +39,12 @@ __all__ = [
     "EtcdStartError",
     "etcd_binary",
     "http_json",
+    "in_spawner_thread",
 ]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 HOST = "127.0.0.1"
 _POLL_INTERVAL = 0.05
@@ -47,6 +55,55 @@ _LOG_EXCERPT_LINES = 40
 # forgotten stop()) are killed rather than leaked; they run in their own session, so nothing else
 # would stop them.
 _live_processes: set[subprocess.Popen[bytes]] = set()
+
+
+# Every etcd is forked by this one thread, which lives as long as the process: the parent-death signal
+# an etcd gets (see .lifeline) fires when the *thread* that forked it exits, so a process forked by
+# the thread of some short-lived event loop would die with that thread. Forking here also keeps the
+# fork off the event loop.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchcache-etcd-spawner")
+
+
+def _spawn(command: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """In the spawner thread: start ``command`` through the death-signal shim, its output appended to
+    ``log_path``; returns the process and the log's offset where this run starts."""
+    with open(log_path, "ab") as log_file:
+        offset = log_file.tell()
+        # The child keeps its own copy of the fd; ours closes with the `with`. A new session keeps a
+        # terminal's Ctrl-C and hangup away from etcd: its owner stops it after draining clients.
+        process = subprocess.Popen(
+            shim_command(command),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _live_processes.add(process)
+    return process, offset
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL and reap (what a start cancelled while forking started after all)."""
+    with contextlib.suppress(OSError):
+        process.kill()
+    process.wait()
+    _live_processes.discard(process)
+
+
+async def in_spawner_thread(start: Callable[[], _T], *, undo: Callable[[_T], None]) -> _T:
+    """Run ``start`` (which starts processes) in the spawner thread and return what it returns. If
+    cancelled meanwhile, ``undo`` is applied to its result once there is one (in that thread)."""
+    spawned = _SPAWNER.submit(start)
+    try:
+        return await asyncio.wrap_future(spawned)
+    except asyncio.CancelledError:
+
+        def undo_when_done(done: concurrent.futures.Future[_T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                undo(done.result())
+
+        spawned.add_done_callback(undo_when_done)
+        raise
 
 
 @atexit.register
@@ -236,20 +293,11 @@ class EtcdMember:
         self._probe_tls = None  # certificate files may have been replaced since the last run
         assert self.log_path is not None  # set by __post_init__
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        # Opening a local file and Popen (fork+exec) return at once; only waiting would block.
-        with open(self.log_path, "ab") as log_file:  # noqa: ASYNC230
-            self._log_offset = log_file.tell()
-            # The child keeps its own copy of the fd; ours closes with the `with`. A new session
-            # keeps a terminal's Ctrl-C away from etcd: its owner stops it after draining clients.
-            process = subprocess.Popen(  # noqa: ASYNC220
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        log_path = self.log_path
+        process, self._log_offset = await in_spawner_thread(
+            lambda: _spawn(command, log_path), undo=lambda spawned: _kill(spawned[0])
+        )
         self._process = process
-        _live_processes.add(process)
         log.debug(
             "started etcd member %s (pid %d) client %s peer %s",
             self.name,
@@ -257,7 +305,6 @@ class EtcdMember:
             self.client_url,
             self.peer_url,
         )
-        await asyncio.sleep(0)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until ``/health`` answers ``"health": "true"`` (which needs a quorum).

@@ -1,17 +1,20 @@
 """The private etcd of ``watchcache serve --embedded-etcd``: members in one temp dir.
 
 An :class:`EtcdGroup` is members (:mod:`.member`) sharing one temp dir (in /dev/shm when roomy) on
-free loopback ports, started together (retried on a port clash) and removed together;
+free loopback ports, started together (retried on a port clash) and removed together; the temp dir
+has a janitor (:mod:`.lifeline`) that removes it if its owner dies without doing so (SIGKILL);
 :class:`EmbeddedEtcd` is the group of one that ``--embedded-etcd`` and ``watchcache demo`` start. The
 test suite's clusters build on these classes (``tests/support/etcd.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -19,13 +22,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from .member import HOST, ClientTLS, EtcdMember, EtcdStartError
+from .lifeline import janitor_command
+from .member import HOST, ClientTLS, EtcdMember, EtcdStartError, in_spawner_thread
 
 __all__ = ["EmbeddedEtcd", "EtcdGroup", "free_port"]
 
 log = logging.getLogger(__name__)
 
 _START_ATTEMPTS = 3
+_JANITOR_EXIT_TIMEOUT = 10.0
+_POLL_INTERVAL = 0.02
 # etcd preallocates a 64 MB WAL segment plus the next one: ~128 MB per member. Only use the
 # (RAM-backed) /dev/shm when it has comfortably more than that per member.
 _SHM_BYTES_PER_MEMBER = 256 * 1024 * 1024
@@ -65,6 +71,60 @@ def _temp_parent(members: int) -> str | None:
     return shm if free >= members * _SHM_BYTES_PER_MEMBER else None
 
 
+class _Janitor:
+    """The janitor of one temp dir (see :mod:`.lifeline`) and the write end of its lifeline."""
+
+    def __init__(self, process: subprocess.Popen[bytes], lifeline: int) -> None:
+        self._process = process
+        self._lifeline: int | None = lifeline
+
+    @classmethod
+    async def start(cls, root: Path) -> _Janitor | None:
+        """Start the janitor of ``root`` (``None`` where there is no interpreter to run it)."""
+        command = janitor_command(os.fspath(root))
+        if command is None:
+            log.warning("no Python interpreter to watch %s: it is left behind if watchcache is killed", root)
+            return None
+        # Cancelled while spawning: cutting its lifeline sets it to work at once.
+        return await in_spawner_thread(lambda: cls._spawn(command), undo=lambda janitor: janitor._cut())
+
+    @classmethod
+    def _spawn(cls, command: list[str]) -> _Janitor:
+        # Only this process holds the write end (os.pipe's ends are not inherited by other children),
+        # so the janitor reads end of file when this process closes it or ends.
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        return cls(process, write_end)
+
+    def _cut(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+
+    async def release(self) -> None:
+        """Cut the lifeline (the dir is removed already, so the janitor finds nothing to do) and reap
+        the janitor."""
+        self._cut()
+        deadline = time.monotonic() + _JANITOR_EXIT_TIMEOUT
+        # No loop-independent exit notification exists for a Popen: poll.
+        while self._process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(_POLL_INTERVAL)
+        if self._process.poll() is None:
+            log.warning("the janitor of a private etcd (pid %d) did not exit", self._process.pid)
+
+
 class EtcdGroup:
     """Members in one temp dir, started together (retrying on port clashes) and removed together."""
 
@@ -88,6 +148,7 @@ class EtcdGroup:
         self._start_timeout = start_timeout
         self._client_tls = client_tls
         self._root: Path | None = None
+        self._janitor: _Janitor | None = None
         self._members: list[EtcdMember] = []
 
     @property
@@ -148,6 +209,7 @@ class EtcdGroup:
             ]
             self._root = root
             try:
+                self._janitor = await _Janitor.start(root)
                 for member in self._members:
                     await member.start()
                 deadline = time.monotonic() + self._start_timeout
@@ -172,7 +234,7 @@ class EtcdGroup:
         wait seconds for a leadership transfer that cannot happen, one stopping alone hands over
         at once.
         """
-        members, root = self._members, self._root
+        members, root, janitor = self._members, self._root, self._janitor
         try:
             for member in members:
                 await member.stop()
@@ -181,8 +243,11 @@ class EtcdGroup:
                 member.kill()
             self._members = []
             self._root = None
+            self._janitor = None
             if root is not None:
                 shutil.rmtree(root, ignore_errors=True)
+            if janitor is not None:
+                await janitor.release()
 
     async def __aenter__(self) -> Self:
         await self.start()

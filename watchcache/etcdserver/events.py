@@ -17,11 +17,12 @@ from aetcd.rpc import kv_pb2, rpc_pb2
 from ..cache.window import Change, ChangeType
 from ..etcd.types import KeyValue
 
-__all__ = ["event_field", "response", "response_parts", "to_pb", "watch_id_field"]
+__all__ = ["event_field", "events_blob", "response", "response_parts", "to_pb", "watch_id_field"]
 
 _EVENTS_TAG = b"\x5a"  # field 11 (events), wire type 2 (length-delimited)
 _WATCH_ID_TAG = b"\x10"  # field 2 (watch_id), wire type 0 (varint)
 _UINT64 = (1 << 64) - 1
+_NOPUT, _NODELETE = 0, 1  # WatchCreateRequest.FilterType
 
 
 def to_pb(kv: KeyValue) -> kv_pb2.KeyValue:
@@ -61,6 +62,26 @@ def event_field(change: Change, *, prev_kv: bool) -> bytes:
         body = event.SerializeToString()
         field = change.memo[memo_key] = _EVENTS_TAG + _varint(len(body)) + body
     return field
+
+
+def events_blob(
+    changes: list[Change], key_range: tuple[bytes, bytes] | None, prev_kv: bool, filters: frozenset[int]
+) -> tuple[bytes, int]:
+    """The event fields a watch is sent for ``changes`` (what one dispatch selected for it), joined, and
+    how many there are; made once for every watch of the same range and options. Watches of one range
+    are offered the same changes of a dispatch from their start on, so the first change, the count and
+    the range name the list (kept in the last change's memo)."""
+    memo_key = ("etcd-events", changes[0], len(changes), key_range, prev_kv, filters)
+    memo = changes[-1].memo
+    found: tuple[bytes, int] | None = memo.get(memo_key)
+    if found is None:
+        fields = [
+            event_field(change, prev_kv=prev_kv)
+            for change in changes
+            if (_NODELETE if change.type is ChangeType.DELETED else _NOPUT) not in filters
+        ]
+        found = memo[memo_key] = (b"".join(fields), len(fields))
+    return found
 
 
 def watch_id_field(watch_id: int) -> bytes:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from aetcd.rpc import rpc_pb2
@@ -37,7 +37,7 @@ from ..cache.window import Change, ChangeType
 from ..errors import StatusError
 from ..selectors import EVERYTHING
 from .errors import COMPACTED, Context, EtcdError
-from .events import event_field, response, response_parts, watch_id_field
+from .events import event_field, events_blob, response, response_parts, watch_id_field
 from .front import Front, unavailable
 from .session import Caller
 
@@ -155,18 +155,15 @@ class _CachedWatch(_ClientWatch):
         """The fast path (called by the cache's dispatch, never awaits): True if ``items`` were sent."""
         if self.holding or not self.stream.ready:
             return False
-        fields: list[bytes] = []
-        sent = self.sent
         for item in items:
             if type(item) is not Change:
                 return False
-            if self.wanted(item.type is ChangeType.DELETED):
-                fields.append(event_field(item, prev_kv=self.prev_kv))
-            sent = item.revision
-        self.sent = sent
-        if fields:
+        changes = cast(list[Change], items)
+        blob, count = events_blob(changes, self.watcher.key_range, self.prev_kv, self.filters)
+        self.sent = sent = changes[-1].revision
+        if count:
             header = self.stream.front.header_field(max(sent, self.cache.revision))
-            self.stream.send_now(response_parts(header, self.id_field, fields))
+            self.stream.send_now([header, self.id_field, blob])
         self.stream.moved.set()
         return True
 

@@ -179,7 +179,10 @@ class APIServer:
         try:
             return await handler(request)
         except StatusError as err:
-            log.warning(
+            # A client's mistake (a GET before a create, a conflict to retry) is ordinary: info. A
+            # server error (etcd unreachable, a timeout, a bug) is what an operator must see.
+            log.log(
+                logging.WARNING if err.code >= 500 else logging.INFO,
                 "%s %s: %d %s: %s",
                 request.method,
                 request.path[:200],

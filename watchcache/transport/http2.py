@@ -36,8 +36,11 @@ __all__ = ["Connection", "Handler", "Stream", "data_frame", "data_header"]
 log = logging.getLogger(__name__)
 
 _DATA, _END_STREAM = 0x0, 0x1
-# Stop writing to the socket directly past this much unsent data: the rest waits for the client.
+# Stop writing to the socket directly past this much data the kernel has not taken: the rest waits
+# (in its stream, bounded by the caller) for the client to read.
 _HIGH_WATER = 256 * 1024
+# At most this much is gathered for one turn's write.
+_CORK_LIMIT = 1024 * 1024
 
 Handler = Callable[["Stream"], Awaitable[None]]
 """Serves one request stream; returns (or raises) when the stream is done."""
@@ -79,6 +82,7 @@ class Stream:
         self._pending: deque[bytes] = deque()
         self._pending_size = 0
         self._window = asyncio.Event()
+        self._draining = False
         self.closed = False
         """The client reset the stream, or the connection is gone."""
         self.ended = False
@@ -143,7 +147,11 @@ class Stream:
         """Wait until at most ``limit`` bytes are queued on the stream (the client reads)."""
         while self._pending_size > limit and not self.closed:
             self._window.clear()
-            await self._window.wait()
+            self._draining = True
+            try:
+                await self._window.wait()
+            finally:
+                self._draining = False
 
     def end(self, trailers: list[tuple[bytes, bytes]]) -> None:
         """End our side with ``trailers`` once every queued DATA is out."""
@@ -165,7 +173,8 @@ class Stream:
         self._wake()
 
     def _wake(self) -> None:
-        self._window.set()
+        if self._draining:
+            self._window.set()
 
     _trailers: list[tuple[bytes, bytes]] | None = None
 
@@ -330,12 +339,12 @@ class Connection(asyncio.Protocol):
         out, self._out, self._out_size = self._out, [], 0
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(out)
-            if self._blocked and self._buffered() <= _HIGH_WATER:
+            if self._blocked and not self._full():
                 self._unblock()  # streams held back by this turn's writes, not by their windows
 
-    def _buffered(self) -> int:
-        """Bytes written but not yet sent to the client."""
-        return int(self.transport.get_write_buffer_size()) + self._out_size
+    def _full(self) -> bool:
+        """Whether the socket is behind (the client reads slowly) or this turn has gathered enough."""
+        return self._out_size > _CORK_LIMIT or self.transport.get_write_buffer_size() > _HIGH_WATER
 
     def flush(self) -> None:
         """Write what h2 has to send (control frames, headers)."""
@@ -355,7 +364,7 @@ class Connection(asyncio.Protocol):
             or size > h2conn.max_outbound_frame_size
             or size > h2conn.outbound_flow_control_window
             or size > state.outbound_flow_control_window
-            or self._buffered() > _HIGH_WATER
+            or self._full()
         ):
             return False
         self._write(b"".join([data_header(stream.id, size), *parts]))
@@ -379,7 +388,7 @@ class Connection(asyncio.Protocol):
         out: list[bytes] = []
         while pending:
             window = min(h2conn.outbound_flow_control_window, state.outbound_flow_control_window)
-            if window <= 0 or self._buffered() > _HIGH_WATER:
+            if window <= 0 or self._full():
                 break
             payload = pending[0]
             size = min(len(payload), window, frame_limit)

@@ -704,6 +704,35 @@ async def test_client_certificates_name_the_tenant_over_tls(
             assert [kv.key for kv in found.kvs] == [flunder_key(prefix, "tls")]
 
 
+async def test_without_etcd_calls_answer_unavailable_and_nothing_hangs(
+    own_etcd: EtcdServer, prefix: str
+) -> None:
+    """With etcd gone, the calls that need its revision answer etcd's UNAVAILABLE (clientv3 retries
+    it), never INTERNAL and never silence: Auth.Authenticate, a watch of a cached prefix from the
+    current revision (its stream fails, so clientv3 opens another), and a RequestProgress."""
+    async with front(own_etcd.endpoints, prefix) as svc, tenant(svc, "wardle") as wardle:
+        start = flunders_layout(prefix).resource_prefix
+        async with wardle.watch_stream() as progress:
+            await progress.create(start, prefix_end(start))
+            assert (await progress.read()).created
+            await own_etcd.member.stop()
+            async with EtcdV3(svc.etcd_endpoint, timeout=5) as anonymous:
+                with pytest.raises(RpcFailed) as refused:
+                    await anonymous.authenticate("wardle", TOKENS["wardle"])
+                assert refused.value.code == grpc.StatusCode.UNAVAILABLE, refused.value
+            async with wardle.watch_stream() as stream:
+                await stream.create(start, prefix_end(start))
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await stream.read(within=20)
+                assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value
+            # A progress request that cannot be answered is let go: the stream goes on.
+            await progress.request_progress()
+            await own_etcd.member.start()
+            await own_etcd.member.wait_ready(30)
+            await wardle.put(flunder_key(prefix, "after"), value("after"))
+            assert [e.kv.key for e in await progress.events(1)] == [flunder_key(prefix, "after")]
+
+
 async def test_watches_go_on_across_an_etcd_restart(own_etcd: EtcdServer, prefix: str) -> None:
     """etcd restarts under an open front watch: the cache resumes its one etcd watch from its last
     revision, and the client's watch — same id, no second ``created`` — gets every event once, in order."""

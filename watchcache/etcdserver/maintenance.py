@@ -66,7 +66,10 @@ class Auth:
             token = self.front.sessions.authenticate(request.name, request.password)
         except EtcdError as err:
             await context.abort(err.code, err.message)
-        current = await self.front.current_revision()
+        try:
+            current = await self.front.current_revision()
+        except grpc.aio.AioRpcError as err:  # etcd's own error, as etcd's Authenticate would fail
+            await context.abort(err.code(), err.details() or "")
         return rpc_pb2.AuthenticateResponse(header=self.front.header(current), token=token)
 
 

@@ -352,6 +352,8 @@ class WatchStream:
                     self._progress = asyncio.create_task(self._request_progress(), name="etcd-front-progress")
         except EtcdError as err:
             self.fail(err)
+        except grpc.aio.AioRpcError as err:  # etcd unreachable (for its revision): the client resumes
+            self.fail(EtcdError(err.code(), err.details() or ""))
         except StatusError as err:
             self.fail(unavailable(err))
 
@@ -483,7 +485,7 @@ class WatchStream:
                     self.moved.clear()
                     await self.moved.wait()
             self.send_ahead([response(front.header(top), -1)])
-        except (StatusError, TimeoutError) as err:
+        except (StatusError, TimeoutError, grpc.aio.AioRpcError) as err:
             log.info("etcd front: a progress request was not answered: %s", err)
 
     async def close(self) -> None:

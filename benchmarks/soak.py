@@ -6,10 +6,12 @@
     python benchmarks/soak.py --check DIR/history.json [--plant drop|duplicate|reorder|...]
 
 Everything runs on loopback: an etcd cluster (``EtcdCluster``), two ``watchcache serve`` replicas given
-all three endpoints, writers (through watchcache over HTTP, and straight to etcd), reflector-like
-watchers (list, watch from the list's resourceVersion, re-watch from the last one, relist on 410), some
-of them slow on purpose, readers doing consistent and paged lists, a history recorder (a direct etcd
-watch), and a fault schedule. At the end the checker (``soak_checker.py``) judges everything against
+all three endpoints and serving the etcd v3 API too, writers (through watchcache over HTTP and through
+its etcd front, and straight to etcd), reflector-like watchers (list, watch from the list's
+resourceVersion, re-watch from the last one, relist on 410), some of them slow on purpose, and etcd
+clients watching through the front as k8s.io/apiserver's cacher does, readers doing consistent and
+paged lists (and Ranges through the front), a history recorder (a direct etcd watch), and a fault
+schedule. At the end the checker (``soak_checker.py``) judges everything against
 the recorded history. See docs/soak.md. Exit code: 0 when no violation was found.
 """
 
@@ -45,7 +47,9 @@ sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
 import aiohttp  # noqa: E402
 import grpc  # noqa: E402
 import orjson  # noqa: E402
+from aetcd.rpc import kv_pb2, rpc_pb2  # noqa: E402
 from soak_checker import (  # noqa: E402
+    MISSING_PREV_KV,
     Bounds,
     Event,
     GetRecord,
@@ -61,9 +65,11 @@ from soak_checker import (  # noqa: E402
     check,
     count_delivered,
     digest,
+    kv_digest,
 )
-from soak_etcd import DirectEtcd, Recorder  # noqa: E402
+from soak_etcd import DirectEtcd, Recorder, prefix_end  # noqa: E402
 from support.etcd import EtcdCluster  # noqa: E402
+from support.etcdv3 import EtcdV3, RpcFailed  # noqa: E402
 
 from watchcache.etcd.process import free_port  # noqa: E402
 
@@ -80,8 +86,41 @@ SELECTORS = ("app=a", "app in (a,b)", "tier!=x", "app=b,tier=y", "!gone", "app n
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 # Written (outside every resource) to move etcd's revision past a stopped replica's caches.
 FILLER_KEY = PREFIX.encode() + b"/soak-filler"
-# The README's example configuration: a namespaced and a cluster-scoped resource.
-CONFIG = (Path(__file__).parent.parent / "examples" / "watchcache.yaml").read_text()
+OBJECTS = f"{PREFIX}/{GROUP}/"
+"""The key prefix of every object (the checker's keys are what follows it)."""
+TENANT = "wardle"
+TOKEN = "soak-wardle-token"
+"""The REST clients' bearer token, and the etcd clients' password (``Auth.Authenticate``)."""
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The README's example configuration (a namespaced and a cluster-scoped resource), with one tenant
+# owning the group, so that the etcd front's clients authenticate as an aggregated server does. Its
+# limits are raised out of the way: the soak is about the caches under faults (benchmarks/abuse.py is
+# about limits), and every client here is that one tenant.
+CONFIG = (Path(__file__).parent.parent / "examples" / "watchcache.yaml").read_text() + textwrap.dedent(
+    f"""
+    tenants:
+      - name: {TENANT}
+        groups: [{GROUP}]
+        tokens: [{TOKEN}]
+        limits:
+          requestsPerSecond: 100000
+          burst: 100000
+          maxInFlight: 10000
+          maxQueued: 10000
+          maxWatches: 100000
+          maxConnections: 100000
+          maxBytesInFlight: 4294967296
+    """
+)
+# The etcd clients' channels: reconnect within a second of a replica coming back (grpc's default
+# backoff grows to two minutes), and notice a replica that stopped answering.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.keepalive_time_ms", 5_000),
+    ("grpc.keepalive_timeout_ms", 3_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+)
 T0 = time.monotonic()
 
 
@@ -98,6 +137,14 @@ class Params:
     http_writers: int = 4
     direct_writers: int = 2
     readers: int = 4
+    etcd_watchers: int = 24
+    """Clients of the replicas' etcd front watching as k8s.io/apiserver's cacher does."""
+    etcd_writers: int = 2
+    """Writers through the etcd front, with k8s.io/apiserver's transactions."""
+    etcd_readers: int = 1
+    """Ranges through the etcd front: consistent, paged, serializable, at a past revision."""
+    progress_interval: float = 1.0
+    """``--etcd-progress-notify-interval``: short, so that every etcd watch gets progress notifications."""
     write_interval: float = 0.2
     """Seconds between one writer's writes."""
     padding: int = 1024
@@ -138,6 +185,7 @@ class Replica:
 
     name: str
     port: int
+    etcd_port: int
     args: list[str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
@@ -152,6 +200,11 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def etcd_target(self) -> str:
+        """The replica's etcd front, as a grpc target."""
+        return f"127.0.0.1:{self.etcd_port}"
+
+    @property
     def up(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -159,7 +212,17 @@ class Replica:
         started = now()
         with open(self.log_path, "ab") as out:  # noqa: ASYNC230
             self.process = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "watchcache", "serve", *self.args, "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "watchcache",
+                    "serve",
+                    *self.args,
+                    "--port",
+                    str(self.port),
+                    "--etcd-listen-port",
+                    str(self.etcd_port),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -251,6 +314,14 @@ class Replica:
 # -- the objects -----------------------------------------------------------------------------------
 
 
+def key_values(kvs: list[Any]) -> list[tuple[str, int, str, int, int]]:
+    """etcd's key-values as the history keeps them: (key, mod_revision, value, create_revision, version)."""
+    return [
+        (kv.key.decode(), int(kv.mod_revision), kv.value.decode(), int(kv.create_revision), int(kv.version))
+        for kv in kvs
+    ]
+
+
 def path(resource: str, namespace: str | None, name: str | None = None, version: str | None = None) -> str:
     version = version or VERSIONS[resource][0]
     out = f"/apis/{GROUP}/{version}"
@@ -322,6 +393,127 @@ def status_of(status: int, body: Any) -> tuple[int, str]:
     return status, ""
 
 
+# -- the etcd front's clients ------------------------------------------------------------------------
+
+
+def etcd_range(resource: str, namespace: str | None) -> tuple[bytes, bytes]:
+    """The key range of a resource's (or one namespace's) objects: what the etcd clients watch."""
+    prefix = f"{OBJECTS}{resource}/" + (f"{namespace}/" if namespace is not None else "")
+    return prefix.encode(), prefix_end(prefix.encode())
+
+
+def failed_of(err: RpcFailed, rv: int | None = None) -> Failed:
+    """An etcd front's error in the checker's codes (see ``RequestRecord.protocol``): no answer (a
+    connection that failed) 0, etcd's UNAVAILABLE 503, DEADLINE_EXCEEDED 504, RESOURCE_EXHAUSTED 429,
+    a compacted revision 410; anything else 500."""
+    code = err.code
+    if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in err.message:
+        number = 410
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        number = 503 if err.message.startswith("etcdserver:") else 0
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        number = 504
+    elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        number = 429
+    else:
+        number = 500
+    return Failed(number, f"{code.name}: {err.message}"[:300], rv)
+
+
+def rpc_failed(err: grpc.aio.AioRpcError) -> RpcFailed:
+    return RpcFailed(err.code(), err.details() or "")
+
+
+def kv_fingerprint(kv: Any) -> str:
+    return kv_digest(
+        kv.value, create_revision=kv.create_revision, mod_revision=kv.mod_revision, version=kv.version
+    )
+
+
+def token_of(value: bytes) -> str | None:
+    """The ``spec.token`` of an object's value; a value that is not an object raises ValueError."""
+    obj = orjson.loads(value)
+    if not isinstance(obj, dict):
+        raise ValueError(f"not an object: {value[:100]!r}")
+    spec = obj.get("spec")
+    return spec.get("token") if isinstance(spec, dict) else None
+
+
+def front_item(kv: Any) -> tuple[str, int, str | None, str]:
+    """(key, mod_revision, token, fingerprint of the KeyValue) of a Range's key-value."""
+    return kv.key.decode()[len(OBJECTS) :], int(kv.mod_revision), token_of(kv.value), kv_fingerprint(kv)
+
+
+def front_event(event: Any) -> Event:
+    """An etcd watch event as the checker judges it: a PUT of a new key (create_revision ==
+    mod_revision) is ADDED, of an existing one MODIFIED (with its prev_kv's fingerprint), a DELETE is
+    DELETED carrying its prev_kv (the previous value's token and fingerprint)."""
+    kv = event.kv
+    key = kv.key.decode()[len(OBJECTS) :]
+    prev = event.prev_kv if event.HasField("prev_kv") else None
+    if event.type == kv_pb2.Event.DELETE:
+        if prev is None:
+            return Event(int(kv.mod_revision), "DELETED", key, None, MISSING_PREV_KV)
+        return Event(int(kv.mod_revision), "DELETED", key, token_of(prev.value), kv_fingerprint(prev))
+    kind = "ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED"
+    if prev is not None:
+        prev_fp: str | None = kv_fingerprint(prev)
+    else:
+        prev_fp = MISSING_PREV_KV if kind == "MODIFIED" else None
+    return Event(int(kv.mod_revision), kind, key, token_of(kv.value), kv_fingerprint(kv), prev_fp)
+
+
+class FrontClient:
+    """One client of the replicas' etcd front, as one aggregated API server is: a channel to each
+    replica, authenticated with etcd's own flow as the soak's tenant (``Auth.Authenticate``, then the
+    ``token`` metadata), and authenticated again when a token is refused — the replica restarted, or
+    the token went unused past its TTL — as clientv3 does."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, EtcdV3] = {}
+        self.reauthentications = 0
+
+    async def client(self, replica: Replica) -> EtcdV3:
+        """The channel to ``replica``, authenticated (RpcFailed when that fails)."""
+        client = self._clients.get(replica.name)
+        if client is None:
+            client = await self._stack.enter_async_context(
+                EtcdV3(replica.etcd_target, options=CHANNEL_OPTIONS)
+            )
+            self._clients[replica.name] = client
+        if client.token is None:
+            client.token = await client.authenticate(TENANT, TOKEN)
+        return client
+
+    def refused(self, replica: Replica, err: RpcFailed) -> bool:
+        """Whether ``err`` refused this client's token on ``replica`` (forgotten: the next call
+        authenticates again)."""
+        client = self._clients.get(replica.name)
+        if (
+            client is None
+            or err.code != grpc.StatusCode.UNAUTHENTICATED
+            or "invalid auth token" not in err.message
+        ):
+            return False
+        client.token = None
+        self.reauthentications += 1
+        return True
+
+    async def call(self, replica: Replica, service: str, method: str, request: Any) -> Any:
+        for attempt in range(2):
+            client = await self.client(replica)
+            try:
+                return await client.call(service, method, request)
+            except RpcFailed as err:
+                if attempt or not self.refused(replica, err):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+
 # -- the soak --------------------------------------------------------------------------------------
 
 
@@ -334,6 +526,8 @@ class Stats:
     rewatches: int = 0
     failovers: int = 0
     catch_up_s: float | None = None
+    reauthentications: int = 0
+    """Times an etcd client's token was refused (a replica restarted, or it expired) and renewed."""
     graceful: dict[str, Any] = field(default_factory=dict)
     fd: dict[str, Any] = field(default_factory=dict)
     extra_violations: list[tuple[str, str, str]] = field(default_factory=list)
@@ -377,12 +571,28 @@ class Soak:
         self.stats.extra_violations.append((kind, who, detail))
 
     def failed(
-        self, client: str, replica: Replica, op: str, t_start: float, err: Failed, *, rv: int | None = None
+        self,
+        client: str,
+        replica: Replica,
+        op: str,
+        t_start: float,
+        err: Failed,
+        *,
+        rv: int | None = None,
+        protocol: str = "rest",
     ) -> None:
         """Record a request that did not succeed (the checker judges whether a fault explains it)."""
         self.requests.append(
             RequestRecord(
-                client, replica.name, op, t_start, now(), err.code, err.reason, err.rv if rv is None else rv
+                client,
+                replica.name,
+                op,
+                t_start,
+                now(),
+                err.code,
+                err.reason,
+                err.rv if rv is None else rv,
+                protocol,
             )
         )
 
@@ -779,7 +989,8 @@ class Soak:
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 22)
         try:
             writer.write(
-                f"GET {url_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n".encode()
+                f"GET {url_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+                f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode()
             )
             await writer.drain()
             async with asyncio.timeout(15):
@@ -1016,6 +1227,381 @@ class Soak:
         if episode is not None:
             episode.ended_by_server = True
         return resume, False
+
+    # -- the etcd front's clients --
+
+    async def etcd_list(
+        self,
+        client: str,
+        front: FrontClient,
+        *,
+        replica: Replica,
+        resource: str,
+        namespace: str | None,
+        revision: int = 0,
+        serializable: bool = False,
+        limit: int = 0,
+    ) -> ListRecord:
+        """A Range of the resource's (or namespace's) keys through ``replica``'s etcd front, in pages
+        of ``limit`` at the first page's revision as k8s.io/apiserver's GetList reads them: consistent
+        (``revision`` 0), serializable, or at ``revision``. Recorded for the checker as a list; a
+        failure raises Failed."""
+        key, end = etcd_range(resource, namespace)
+        t_start = now()
+        items: list[tuple[str, int, str | None, str]] = []
+        at, count, pages = revision, None, 0
+        while True:
+            request = rpc_pb2.RangeRequest(
+                key=key, range_end=end, limit=limit, revision=at, serializable=serializable and not at
+            )
+            try:
+                answer = await front.call(replica, "KV", "Range", request)
+            except RpcFailed as err:
+                raise failed_of(err, at or None) from None
+            pages += 1
+            at = at or int(answer.header.revision)
+            count = int(answer.count) if count is None else count
+            try:
+                items.extend(front_item(kv) for kv in answer.kvs)
+            except (ValueError, TypeError) as err:
+                raise Failed(-1, f"malformed Range: {err!r}") from None
+            if not answer.more or not answer.kvs:
+                break
+            key = answer.kvs[-1].key + b"\0"
+        record = ListRecord(
+            client=client,
+            replica=replica.name,
+            resource=resource,
+            namespace=namespace,
+            selector=None,
+            t_start=t_start,
+            t_end=now(),
+            rv=at,
+            items=list(items),
+            page_rvs=[at] * pages,
+            rv_param=revision if revision or serializable else None,
+            match="Exact" if revision else None,
+            version="etcd",
+            raw=True,
+            count=count,
+        )
+        self.lists.append(record)
+        return record
+
+    async def etcd_watcher(self, record: WatcherRecord, home: int) -> None:
+        """An etcd client watching through the front as k8s.io/apiserver's cacher does: a Range of its
+        prefix (the reflector's list), then Watch(prefix, start_revision = that revision + 1,
+        prev_kv, progress_notify), asking for progress now and then (as its consistent reads do).
+        After a broken stream it watches again from its last revision + 1, on the other replica (as
+        clientv3 fails over); after a compacted cancel it lists again (the reflector's relist on the
+        410 the cacher makes of it)."""
+        rng = random.Random(f"{record.name}-{self.p.seed}")
+        front = FrontClient()
+        current = home
+        rv: int | None = None  # None: list again
+        try:
+            while True:  # until the soak cancels it, after the writers have stopped and it caught up
+                replica = self.replicas[current]
+                if rv is None:
+                    t_start = now()
+                    try:
+                        listed = await self.etcd_list(
+                            record.name,
+                            front,
+                            replica=replica,
+                            resource=record.resource,
+                            namespace=record.namespace,
+                            limit=rng.choice((0, 0, 50)),
+                        )
+                    except Failed as err:
+                        self.failed(record.name, replica, "list", t_start, err, protocol="etcd")
+                        self.stats.list_failures[err.code] += 1
+                        if err.code == 0:
+                            current = 1 - current
+                        await asyncio.sleep(0.3 + 0.3 * rng.random())
+                        continue
+                    rv = listed.rv
+                    self.observe(record, "list", rv)
+                end, resume = await self.etcd_watch(record, front, replica, rv, rng)
+                if end == "retry":
+                    continue  # its token was refused: authenticated again
+                if end == "expired":
+                    rv = None
+                    self.stats.relists += 1
+                    continue
+                rv = resume
+                if end in ("reset", "unanswered"):
+                    current = 1 - current
+                    self.stats.failovers += 1
+                    await asyncio.sleep(0.2)
+                elif end != "closed":
+                    await asyncio.sleep(0.3 + 0.3 * rng.random())
+        finally:
+            await front.close()
+            self.stats.reauthentications += front.reauthentications
+
+    async def etcd_watch(
+        self, record: WatcherRecord, front: FrontClient, replica: Replica, rv: int, rng: random.Random
+    ) -> tuple[str, int]:
+        """One Watch of ``record``'s prefix from ``rv`` + 1 on ``replica``; (how it ended: a segment's
+        end, ``unanswered`` (no watch was created), ``failed`` or ``retry``; the revision to resume
+        after)."""
+        key, end = etcd_range(record.resource, record.namespace)
+        t_start = now()
+        try:
+            client = await front.client(replica)
+        except RpcFailed as err:
+            return self.etcd_watch_refused(record, front, replica, err, t_start=t_start, rv=rv)
+        async with client.watch_stream() as stream:
+            try:
+                await stream.create(key, end, start_revision=rv + 1, prev_kv=True, progress_notify=True)
+                async with asyncio.timeout(15):
+                    created = await stream.call.read()
+                if created is grpc.aio.EOF:
+                    raise RpcFailed(await stream.call.code(), await stream.call.details() or "")
+            except grpc.aio.AioRpcError as err:
+                return self.etcd_watch_refused(
+                    record, front, replica, rpc_failed(err), t_start=t_start, rv=rv
+                )
+            except TimeoutError:
+                no_answer = RpcFailed(
+                    grpc.StatusCode.UNAVAILABLE, "no answer to the watch's creation in 15 s"
+                )
+                return self.etcd_watch_refused(record, front, replica, no_answer, t_start=t_start, rv=rv)
+            except RpcFailed as err:
+                return self.etcd_watch_refused(record, front, replica, err, t_start=t_start, rv=rv)
+            if created.canceled:  # created and cancelled at once: compacted (a 410), or refused
+                code = 410 if created.compact_revision > rv + 1 else 500
+                reason = f"cancelled: compact_revision {created.compact_revision} {created.cancel_reason}"
+                failed = Failed(code, reason, rv)
+                self.failed(record.name, replica, "watch", t_start, failed, protocol="etcd")
+                return ("expired" if code == 410 else "failed"), rv
+            segment = Segment(
+                replica=replica.name, start_rev=rv, version="etcd", t_start=t_start, t_open=now()
+            )
+            record.segments.append(segment)
+            self.stats.rewatches += 1
+            progress = asyncio.create_task(
+                self.etcd_request_progress(stream, rng), name=f"{record.name}-progress"
+            )
+            try:
+                return await self.read_etcd_watch(record, segment, stream.call, created.watch_id, rv)
+            finally:
+                progress.cancel()
+                await asyncio.gather(progress, return_exceptions=True)
+                segment.t_end = now()
+
+    def etcd_watch_refused(
+        self,
+        record: WatcherRecord,
+        front: FrontClient,
+        replica: Replica,
+        err: RpcFailed,
+        *,
+        t_start: float,
+        rv: int,
+    ) -> tuple[str, int]:
+        """A Watch that failed before it was created: a refused token is authenticated again (``retry``);
+        anything else is recorded."""
+        if front.refused(replica, err):
+            return "retry", rv
+        failed = failed_of(err, rv)
+        self.failed(record.name, replica, "watch", t_start, failed, protocol="etcd")
+        return ("unanswered" if failed.code == 0 else "failed"), rv
+
+    async def etcd_request_progress(self, stream: Any, rng: random.Random) -> None:
+        """A RequestProgress every few seconds (k8s.io/apiserver sends one for a consistent read from
+        its cache): its answer (``watch_id -1``) is a bookmark of every watch of the stream."""
+        with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            while True:
+                await asyncio.sleep(2 + 4 * rng.random())
+                await stream.request_progress()
+
+    async def read_etcd_watch(
+        self, record: WatcherRecord, segment: Segment, call: Any, watch_id: int, rv: int
+    ) -> tuple[str, int]:
+        """Read one etcd watch stream into ``segment``; (its end, the revision to resume after)."""
+        resume = rv
+        try:
+            while True:
+                answer = await call.read()
+                if answer is grpc.aio.EOF:
+                    code = await call.code()
+                    segment.end = "reset" if code == grpc.StatusCode.UNAVAILABLE else "error"
+                    segment.detail = f"{code.name}: {await call.details()}"
+                    return segment.end, resume
+                t = now()
+                if answer.watch_id == -1 and not answer.events:
+                    # A RequestProgress answer: every event up to its revision has been sent.
+                    self.etcd_bookmark(record, segment, int(answer.header.revision), t)
+                elif answer.watch_id != watch_id or answer.created:
+                    raise ValueError(f"an answer of another watch, or a second created: {answer}")
+                elif answer.canceled:
+                    segment.detail = f"compact_revision {answer.compact_revision}: {answer.cancel_reason}"
+                    if not answer.compact_revision:
+                        segment.end = "error"
+                    elif answer.compact_revision <= resume + 1:
+                        segment.end = "error"
+                        segment.detail = (
+                            f"cancelled as compacted at {answer.compact_revision}, but the watch is at "
+                            f"{resume + 1}: {answer.cancel_reason}"
+                        )
+                    else:
+                        segment.end = "expired"
+                    return segment.end, resume
+                elif answer.events:
+                    for event in answer.events:
+                        got = front_event(event)
+                        segment.events.append(got)
+                        segment.recv_times.append(t)
+                        self.observe(record, "event", got.rev)
+                        resume = max(resume, got.rev)
+                else:  # a progress notification
+                    self.etcd_bookmark(record, segment, int(answer.header.revision), t)
+        except grpc.aio.AioRpcError as err:
+            segment.end = "reset" if err.code() == grpc.StatusCode.UNAVAILABLE else "error"
+            segment.detail = f"{err.code().name}: {err.details()}"
+        except asyncio.CancelledError:
+            segment.end = "stopped"
+            raise
+        except (ValueError, KeyError, TypeError) as err:
+            segment.end = "malformed"
+            segment.detail = repr(err)[:300]
+        return segment.end, resume
+
+    def etcd_bookmark(self, record: WatcherRecord, segment: Segment, revision: int, t: float) -> None:
+        segment.bookmarks.append(revision)
+        segment.bookmark_at.append(len(segment.events))
+        segment.bookmark_times.append(t)
+        self.observe(record, "bookmark", revision)
+
+    async def etcd_writer(self, index: int) -> None:
+        """Writes through the etcd front as k8s.io/apiserver's etcd3 store makes them: create as
+        ``Txn(If ModRevision(k)==0 Then Put)``, GuaranteedUpdate and delete as
+        ``Txn(If ModRevision(k)==rev Then Put|DeleteRange(prev_kv) Else Get)``, taking the current
+        revision from the Get when the compare failed (and from a Range after an unknown outcome)."""
+        rng = random.Random(self.p.seed * 4000 + index)
+        name = f"etcd-writer-{index}"
+        targets = [("flunders", ns, f"e{index}-{n}") for ns in NAMESPACES for n in range(4)] + [
+            ("fischers", None, f"e{index}-{n}") for n in range(5)
+        ]
+        state: dict[tuple[str, str | None, str], int | None] = {}  # absent: unknown
+        front = FrontClient()
+        replica = self.replicas[index % len(self.replicas)]
+        seq = 0
+        try:
+            while not self.stopping.is_set():
+                await asyncio.sleep(self.p.write_interval * (0.5 + rng.random()))
+                target = rng.choice(targets)
+                resource, ns, obj_name = target
+                key = etcd_key(resource, ns, obj_name)
+                seq += 1
+                token = f"e{index}-{seq}"
+                t_start = now()
+                try:
+                    if target not in state:
+                        found = await front.call(replica, "KV", "Range", rpc_pb2.RangeRequest(key=key))
+                        state[target] = int(found.kvs[0].mod_revision) if found.kvs else None
+                    current = state[target]
+                    t_start = now()
+                    obj = make_object(
+                        resource, ns, obj_name, labels=random_labels(rng), token=token, padding=self.p.padding
+                    )
+                    obj["metadata"]["uid"] = str(uuid.uuid4())
+                    put = rpc_pb2.RequestOp(
+                        request_put=rpc_pb2.PutRequest(key=key, value=json.dumps(obj).encode())
+                    )
+                    get = rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))
+                    modified = rpc_pb2.Compare(
+                        result=rpc_pb2.Compare.EQUAL,
+                        target=rpc_pb2.Compare.MOD,
+                        key=key,
+                        mod_revision=current or 0,
+                    )
+                    if current is None:
+                        op, txn = "put", rpc_pb2.TxnRequest(compare=[modified], success=[put])
+                    elif rng.random() < 0.15:
+                        delete = rpc_pb2.RequestOp(
+                            request_delete_range=rpc_pb2.DeleteRangeRequest(key=key, prev_kv=True)
+                        )
+                        op, txn = (
+                            "delete",
+                            rpc_pb2.TxnRequest(compare=[modified], success=[delete], failure=[get]),
+                        )
+                    else:
+                        op, txn = "put", rpc_pb2.TxnRequest(compare=[modified], success=[put], failure=[get])
+                    answer = await front.call(replica, "KV", "Txn", txn)
+                except RpcFailed as err:
+                    failed = failed_of(err)
+                    self.failed(name, replica, "write", t_start, failed, protocol="etcd")
+                    self.stats.write_failures += 1
+                    state.pop(target, None)  # the outcome is unknown: read it again
+                    if failed.code == 0:
+                        replica = self.replicas[1 - self.replicas.index(replica)]
+                    await asyncio.sleep(0.3)
+                    continue
+                if answer.succeeded:
+                    rev = int(answer.header.revision)
+                    self.record_write(
+                        WriteRecord(
+                            t_start=t_start,
+                            t_ack=now(),
+                            rev=rev,
+                            resource=resource,
+                            key=short_key(resource, ns, obj_name),
+                            op=op,
+                            token=None if op == "delete" else token,
+                            via=f"{name}@{replica.name}",
+                        )
+                    )
+                    state[target] = None if op == "delete" else rev
+                elif answer.responses:  # the compare failed: the Get says what is there now
+                    kvs = answer.responses[0].response_range.kvs
+                    state[target] = int(kvs[0].mod_revision) if kvs else None
+                else:  # a create that found the key (an earlier unknown outcome made it)
+                    state.pop(target, None)
+        finally:
+            await front.close()
+            self.stats.reauthentications += front.reauthentications
+
+    async def etcd_reader(self, index: int) -> None:
+        """Ranges through the etcd front: consistent (some paged), serializable, and at a revision it
+        saw (a recent one, or an older one: from the window, from etcd, or compacted)."""
+        rng = random.Random(self.p.seed * 5000 + index)
+        name = f"etcd-reader-{index}"
+        front = FrontClient()
+        seen: list[int] = []
+        try:
+            while not self.stopping.is_set():
+                await asyncio.sleep(0.2 + 0.3 * rng.random())
+                resource = rng.choice(("flunders", "flunders", "fischers"))
+                namespace = rng.choice((None, *NAMESPACES)) if NAMESPACED[resource] else None
+                replica = rng.choice(self.alive())
+                roll = rng.random()
+                revision = 0
+                if roll > 0.7 and seen:
+                    revision = rng.choice((seen[-1], seen[max(0, len(seen) - 30)]))
+                t_start = now()
+                try:
+                    record = await self.etcd_list(
+                        name,
+                        front,
+                        replica=replica,
+                        resource=resource,
+                        namespace=namespace,
+                        revision=revision,
+                        serializable=0.5 < roll <= 0.7,
+                        limit=rng.choice((0, 5, 17)),
+                    )
+                except Failed as err:
+                    self.failed(name, replica, "list", t_start, err, protocol="etcd")
+                    self.stats.list_failures[err.code] += 1
+                    await asyncio.sleep(0.3)
+                    continue
+                seen.append(record.rv)
+        finally:
+            await front.close()
+            self.stats.reauthentications += front.reauthentications
 
     # -- faults --
 
@@ -1271,7 +1857,10 @@ class Soak:
             if rcvbuf:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.connect(("127.0.0.1", replica.port))
-            sock.sendall(f"GET {url}{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.sendall(
+                f"GET {url}{query} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode()
+            )
             ports[kind].add(sock.getsockname()[1])
             return sock
 
@@ -1281,7 +1870,7 @@ class Soak:
         stuck += [connect("stop-reading+timeoutSeconds", "&timeoutSeconds=5") for _ in range(stop_n)]
         resets = [connect("reset", rcvbuf=None) for _ in range(reset_n)]
         child = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-c", _VANISHING_CLIENT, str(replica.port), url, str(kill_n)],
+            [sys.executable, "-c", _VANISHING_CLIENT, str(replica.port), url, str(kill_n), TOKEN],
             stdout=subprocess.PIPE,
             start_new_session=True,
         )
@@ -1357,7 +1946,7 @@ class Soak:
 
     async def run(self) -> dict[str, Any]:
         p = self.p
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=AUTH)
         for old in self.workdir.glob("replica-*.log"):
             old.unlink()
         self.cluster = EtcdCluster(
@@ -1394,13 +1983,14 @@ class Soak:
                 str(p.watch_write_timeout),
                 "--watch-bookmark-interval",
                 str(p.bookmark_interval),
+                "--etcd-progress-notify-interval",
+                str(p.progress_interval),
                 "--log-level",
                 "warning",
             ]
-            ports = [free_port(), free_port()]
             self.replicas = [
-                Replica(f"replica-{c}", ports[i], args, self.workdir / f"replica-{c}.log")
-                for i, c in enumerate("ab")
+                Replica(f"replica-{c}", free_port(), free_port(), args, self.workdir / f"replica-{c}.log")
+                for c in "ab"
             ]
             for replica in self.replicas:
                 await replica.start(self.session)
@@ -1419,8 +2009,18 @@ class Soak:
                 for i in range(p.direct_writers)
             ]
             workers += [asyncio.create_task(self.reader(i), name=f"reader-{i}") for i in range(p.readers)]
+            workers += [
+                asyncio.create_task(self.etcd_writer(i), name=f"etcd-writer-{i}")
+                for i in range(p.etcd_writers)
+            ]
+            workers += [
+                asyncio.create_task(self.etcd_reader(i), name=f"etcd-reader-{i}")
+                for i in range(p.etcd_readers)
+            ]
             watch_tasks = [
-                asyncio.create_task(self.watcher(w, i % 2), name=w.name)
+                asyncio.create_task(
+                    (self.etcd_watcher if w.protocol == "etcd" else self.watcher)(w, i % 2), name=w.name
+                )
                 for i, w in enumerate(self.make_watchers())
             ]
             log.info("running %d watchers; faults for %.0f s", len(watch_tasks), p.duration)
@@ -1436,7 +2036,7 @@ class Soak:
             t_stop = now()
             await self.cancel_watchers(watch_tasks)
             await self.session.close()  # the readers' and writers' pooled connections too
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=AUTH)
             await asyncio.sleep(3)
             self.stats.fd["idle_before"] = idle_before
             self.stats.fd["idle_after"] = sorted(self.replicas[0].fds() for _ in range(3))[1]
@@ -1459,9 +2059,9 @@ class Soak:
         elapsed = time.monotonic() - started
         history = History(
             truth=self.recorder.events,
-            initial=[(kv.key.decode(), int(kv.mod_revision), kv.value.decode()) for kv in initial],
+            initial=key_values(initial),
             start_rev=start_rev,
-            final_state=[(kv.key.decode(), int(kv.mod_revision), kv.value.decode()) for kv in final],
+            final_state=key_values(final),
             final_rev=final_rev,
             prefix=f"{PREFIX}/{GROUP}",
             writes=self.writes,
@@ -1523,7 +2123,7 @@ class Soak:
         truth = Truth(
             History(
                 truth=list(self.recorder.events),
-                initial=[(kv.key.decode(), int(kv.mod_revision), kv.value.decode()) for kv in initial],
+                initial=key_values(initial),
                 start_rev=start_rev,
                 final_state=None,
                 final_rev=revision,
@@ -1566,6 +2166,27 @@ class Soak:
             gaps.append("no slow watcher was cut off")
         if not self.forced_relists or not report.forced_relist_expired:
             gaps.append("no watch was ended by a 410 after a replica reloaded its caches")
+        front = [s for w in self.watchers if w.protocol == "etcd" for s in w.segments]
+        if not any(s.events for s in front):
+            gaps.append("no etcd-front watch received an event")
+        if not any(s.bookmarks for s in front):
+            gaps.append("no etcd-front watch received a progress notification")
+        if not any(
+            s.end == "expired" and s.replica == replica and s.t_open < stopped
+            for s in front
+            for replica, stopped, _, _ in self.forced_relists
+        ):
+            gaps.append("no etcd-front watch was cancelled as compacted when a replica reloaded its caches")
+        if not any(w.via.startswith("etcd-writer") for w in self.writes):
+            gaps.append("no write through the etcd front was acknowledged")
+        ranges = [r for r in self.lists if r.raw]
+        for kind, present in (
+            ("consistent", any(r.rv_param is None for r in ranges)),
+            ("serializable", any(r.rv_param == 0 for r in ranges)),
+            ("past-revision", any(r.match == "Exact" for r in ranges)),
+        ):
+            if not present:
+                gaps.append(f"no {kind} Range through the etcd front succeeded")
         for gap in gaps:
             report.add("coverage", "soak", gap)
 
@@ -1615,6 +2236,11 @@ class Soak:
                 bookmarks=slow or mode == "send-initial" or i % 10 != 7,
             )
             out.append(record)
+        # The etcd front's watchers: of one resource's keys (two in three) or of one namespace's.
+        for j in range(self.p.etcd_watchers):
+            resource = ("fischers", "flunders", "flunders")[j % 3]
+            namespace = NAMESPACES[j % len(NAMESPACES)] if j % 3 == 2 else None
+            out.append(WatcherRecord(f"etcd-watcher-{j}", resource, namespace, None, False, protocol="etcd"))
         self.watchers = out
         return out
 
@@ -1699,18 +2325,44 @@ class Soak:
                 "samples": report.latency_samples,
             },
             "recorder_restarts": self.recorder.restarts,
+            "etcd_front": self.front_summary(history),
             "metrics": metrics,
+        }
+
+    def front_summary(self, history: History) -> dict[str, Any]:
+        """What the etcd front's clients did (all of it checked with the rest)."""
+        watchers = [w for w in history.watchers if w.protocol == "etcd"]
+        segments = [s for w in watchers for s in w.segments]
+        ranges = [r for r in history.lists if r.raw]
+        return {
+            "watchers": len(watchers),
+            "watch_segments": len(segments),
+            "events_delivered": sum(len(s.events) for s in segments),
+            "progress_notifications": sum(len(s.bookmarks) for s in segments),
+            "compacted_cancels": sum(1 for s in segments if s.end == "expired")
+            + sum(1 for r in history.requests if r.protocol == "etcd" and r.op == "watch" and r.code == 410),
+            "writes_acknowledged": sum(1 for w in history.writes if w.via.startswith("etcd-writer")),
+            "ranges": dict(
+                Counter(
+                    "consistent" if r.rv_param is None else "serializable" if r.rv_param == 0 else "revision"
+                    for r in ranges
+                )
+            ),
+            "failed_requests": dict(
+                Counter(f"{r.op} {r.code}" for r in history.requests if r.protocol == "etcd")
+            ),
+            "reauthentications": self.stats.reauthentications,
         }
 
 
 _VANISHING_CLIENT = textwrap.dedent(
     """
     import socket, sys, time
-    port, url, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    port, url, n, token = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
     socks = []
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(f"GET {url} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+        s.sendall(f"GET {url} HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer {token}\\r\\n\\r\\n".encode())
         socks.append(s)
     print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
     time.sleep(3600)
@@ -1758,6 +2410,19 @@ def print_table(summary: dict[str, Any]) -> None:
             "{p50_s} / {p99_s} / {max_s} s".format(**summary["liveness"]["delivery_outside_faults"]),
         ),
         ("all watchers caught up after the writers stopped in", f"{summary['liveness']['catch_up_s']} s"),
+        (
+            "etcd front: watchers / segments / events / progress notifications",
+            "{watchers} / {watch_segments} / {events_delivered} / {progress_notifications}".format(
+                **summary["etcd_front"]
+            ),
+        ),
+        (
+            "etcd front: writes / Ranges / compacted cancels / re-authentications",
+            "{writes_acknowledged} / {ranges} / {compacted_cancels} / {reauthentications}".format(
+                **summary["etcd_front"]
+            ),
+        ),
+        ("etcd front: failed requests", summary["etcd_front"]["failed_requests"]),
         ("faults injected", ", ".join(f"{k} x{v}" for k, v in sorted(summary["faults"].items()))),
         ("violations", f"{summary['violations']} {summary['violations_by_kind'] or ''}"),
         ("peak RSS (VmHWM)", ", ".join(f"{k} {v} MiB" for k, v in summary["peak_rss_mib"].items())),
@@ -1990,6 +2655,8 @@ def main(argv: list[str] | None = None) -> int:
             http_writers=3,
             direct_writers=2,
             readers=3,
+            etcd_watchers=9,
+            etcd_writers=1,
             no_quorum=8.0,
             pause=4.0,
             slow_pause=16.0,

@@ -32,12 +32,20 @@ the whole soak (see ``docs/soak.md``). The checker judges what every client *got
 - ``slow``: every deliberately slow watcher was cut off (when it was owed enough changes to overflow
   its buffer); ``latency``: fast watchers were not delayed by slow ones beyond a bound.
 
+Clients of the etcd front (``protocol`` ``etcd``) are judged by the same rules, on etcd's terms: a
+watch of a resource's (or a namespace's) key prefix is owed every change of every key in it (a PUT of
+an absent key is ``ADDED``, of a present one ``MODIFIED``, a DELETE ``DELETED``), each with the exact
+``KeyValue`` etcd had (value bytes, create and mod revisions, version) and, for updates and deletes,
+the previous one as ``prev_kv``; its progress notifications (and RequestProgress answers) are
+bookmarks; a Range is a list; a compacted cancel (or Range) is a 410, justified as one.
+
 A history is plain JSON (``History.to_json``), so a run can be re-checked, or mutated to plant a bug.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import hashlib
 import json
@@ -66,6 +74,7 @@ __all__ = [
     "WriteRecord",
     "check",
     "digest",
+    "kv_digest",
     "parse_selector",
 ]
 
@@ -141,6 +150,8 @@ class Filter:
     namespace: str | None = None
     selector: str | None = None
     field_selector: str | None = None
+    raw: bool = False
+    """An etcd-front client's: every key of the prefix as etcd has it (:func:`kv_digest`)."""
 
     def terms(self) -> tuple[list[tuple[str, str, frozenset[str]]], list[tuple[str, str, frozenset[str]]]]:
         """(label terms, field terms); field terms are on ``metadata.name``/``metadata.namespace``."""
@@ -172,6 +183,17 @@ def digest(obj: Any, api_version: str | None = None) -> str:
     return hashlib.blake2b(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
 
 
+def kv_digest(value: bytes, *, create_revision: int, mod_revision: int, version: int) -> str:
+    """A fingerprint of an etcd ``KeyValue`` as an etcd client gets it: the value's bytes and the
+    revisions and version etcd keeps with them (the key is compared on its own)."""
+    head = f"{create_revision}/{mod_revision}/{version}/".encode()
+    return hashlib.blake2b(head + value, digest_size=8).hexdigest()
+
+
+MISSING_PREV_KV = "no prev_kv"
+"""An etcd event's ``prev_kv`` fingerprint when the event had none although one was asked for."""
+
+
 # -- the recorded history -------------------------------------------------------------------------
 
 
@@ -183,6 +205,8 @@ class State:
     labels: Labels
     token: str | None
     digest: str | None = None
+    raw: str | None = None
+    """The etcd ``KeyValue``'s fingerprint (:func:`kv_digest`); None when not known."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +219,9 @@ class Event:
     token: str | None = None
     digest: str | None = None
     """Fingerprint of the whole object (see :func:`digest`); None when not recorded."""
+    prev: str | None = None
+    """An etcd event's ``prev_kv`` fingerprint (:func:`kv_digest`; :data:`MISSING_PREV_KV`): an
+    update's; None for a creation (and for REST events)."""
 
     def brief(self) -> str:
         return f"{self.type} {self.key}@{self.rev}"
@@ -225,6 +252,7 @@ class Segment:
     initial_end: int = -1
     """``send-initial``: the index in ``bookmarks`` of the ``initial-events-end`` bookmark."""
     version: str = ""
+    """The API version of the path watched (``etcd`` for an etcd-front watch)."""
     t_start: float = 0.0
     """When the request was sent."""
     t_open: float = 0.0
@@ -261,6 +289,10 @@ class ListRecord:
     (or exactly N with ``match`` Exact)."""
     match: str | None = None
     version: str = ""
+    raw: bool = False
+    """A Range through the etcd front: each item's fingerprint is :func:`kv_digest`'s."""
+    count: int | None = None
+    """A Range's ``count`` (of its first page): every key of the range at ``rv``."""
 
 
 @dataclass
@@ -293,6 +325,9 @@ class RequestRecord:
     reason: str = ""
     rv: int | None = None
     """The resourceVersion it was made from (a watch's start, a list's snapshot), if any."""
+    protocol: str = "rest"
+    """``rest``, or ``etcd`` (a call to the etcd front; 0 for no answer, 503/504/429 for etcd's
+    UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED, 410 for a compacted revision, 500 otherwise)."""
 
 
 @dataclass
@@ -313,10 +348,15 @@ class WatcherRecord:
     with the current state: ``rv0``, ``unset``, ``send-initial`` (see :attr:`Segment.initial`)."""
     bookmarks: bool = True
     """Whether it asks for bookmarks."""
+    protocol: str = "rest"
+    """``rest``, or ``etcd``: a watcher of the etcd front, of the resource's (or the namespace's) key
+    prefix, with prev_kv and progress notifications (its bookmarks)."""
 
     @property
     def filter(self) -> Filter:
-        return Filter(self.resource, self.namespace, self.selector, self.field_selector)
+        return Filter(
+            self.resource, self.namespace, self.selector, self.field_selector, self.protocol == "etcd"
+        )
 
 
 @dataclass
@@ -351,11 +391,12 @@ class History:
 
     truth: list[tuple[int, str, str, str | None]]
     """Recorded etcd events: (revision, ``PUT``/``DELETE``, key, value) of the object prefix."""
-    initial: list[tuple[str, int, str]]
-    """(key, mod_revision, value) of every object when recording began."""
+    initial: list[tuple[Any, ...]]
+    """(key, mod_revision, value[, create_revision, version]) of every key when recording began."""
     start_rev: int
-    final_state: list[tuple[str, int, str]] | None
-    """(key, mod_revision, value) read straight from etcd at ``final_rev`` after the run."""
+    final_state: list[tuple[Any, ...]] | None
+    """(key, mod_revision, value[, create_revision, version]) read straight from etcd at ``final_rev``
+    after the run."""
     final_rev: int
     prefix: str
     writes: list[WriteRecord] = field(default_factory=list)
@@ -440,8 +481,9 @@ class Bounds:
 # -- the truth: etcd's history, per resource ---------------------------------------------------------
 
 
-def _state(value: str | None, rev: int) -> State | None:
-    """The object a value is (None when it is not a JSON object: watchcache does not serve it)."""
+def _state(value: str | None, rev: int, created: tuple[int, int] | None = None) -> State | None:
+    """The object a value is (None when it is not a JSON object: watchcache does not serve it);
+    ``created``: the key's create revision and version, when known."""
     if value is None:
         return None
     try:
@@ -454,7 +496,10 @@ def _state(value: str | None, rev: int) -> State | None:
     labels = meta.get("labels") or {}
     spec = obj.get("spec") or {}
     token = spec.get("token") if isinstance(spec, dict) else None
-    return State(rev, dict(labels) if isinstance(labels, dict) else {}, token, digest(obj))
+    raw = None
+    if created is not None:
+        raw = kv_digest(value.encode(), create_revision=created[0], mod_revision=rev, version=created[1])
+    return State(rev, dict(labels) if isinstance(labels, dict) else {}, token, digest(obj), raw)
 
 
 @dataclass(frozen=True)
@@ -480,10 +525,16 @@ class Truth:
         # key -> ([revisions], [state at that revision or None])
         self.timeline: dict[str, tuple[list[int], list[State | None]]] = {}
         current: dict[str, State] = {}
-        for key, rev, value in history.initial:
+        # Each key's create revision and version (etcd's; unknown for an initial key recorded
+        # without them).
+        created: dict[str, tuple[int, int] | None] = {}
+        for key, rev, value, *meta in history.initial:
             short = self.short_key(key)
-            state = _state(value, rev)
-            if short is not None and state is not None:
+            if short is None:
+                continue
+            created[short] = (meta[0], meta[1]) if meta else None
+            state = _state(value, rev, created[short])
+            if state is not None:
                 current[short] = state
                 self._at(short, history.start_rev, state)
         last = history.start_rev
@@ -501,7 +552,12 @@ class Truth:
             short = self.short_key(key)
             if short is None:
                 continue
-            new = _state(value, rev) if kind == "PUT" else None
+            if kind == "PUT":
+                was = created.get(short, (rev, 0))
+                created[short] = None if was is None else (was[0], was[1] + 1)
+            else:
+                created.pop(short, None)
+            new = _state(value, rev, created.get(short)) if kind == "PUT" else None
             self.events[(rev, short)] = (kind, new.token if new else None)
             prev = current.get(short)
             if prev is None and new is None:
@@ -620,6 +676,16 @@ class Truth:
         for change in self.changes.get(flt.resource, []):
             if not self.in_scope(flt, change.key):
                 continue
+            if flt.raw:  # etcd's terms: no selector; an update's and a deletion's prev_kv
+                prev = change.prev
+                if change.new is not None:
+                    kind, prev_raw = ("ADDED", None) if prev is None else ("MODIFIED", prev.raw)
+                    events.append(
+                        Event(change.rev, kind, change.key, change.new.token, change.new.raw, prev_raw)
+                    )
+                elif prev is not None:
+                    events.append(Event(change.rev, "DELETED", change.key, prev.token, prev.raw))
+                continue
             was = change.prev is not None and _matches(labels, change.prev.labels)
             now = change.new is not None and _matches(labels, change.new.labels)
             if now:
@@ -718,8 +784,10 @@ def _compare_events(got: Sequence[Event], want: Sequence[Event], offset: int = 0
             return f"event #{n}: {what}: got {g.brief()}, etcd's history says {w.brief()}"
         if g.token != w.token and (w.type != "DELETED" or g.digest is not None):
             return f"event #{n}: {g.brief()} carries content {g.token!r}, etcd's history says {w.token!r}"
-        if g.digest is not None and g.digest != w.digest:
+        if g.digest is not None and w.digest is not None and g.digest != w.digest:
             return f"event #{n}: {g.brief()}: the object differs from etcd's (token {g.token!r})"
+        if g.prev != w.prev:
+            return f"event #{n}: {g.brief()}: its prev_kv differs from etcd's previous value"
     if len(got) > len(want):
         g = got[len(want)]
         what = "repeated" if any((e.rev, e.key) == (g.rev, g.key) for e in want) else "unexpected"
@@ -1180,7 +1248,8 @@ def _check_rvs(history: History, report: Report) -> None:
     clients: dict[str, list[tuple[str, int]]] = {w.name: w.observed for w in history.watchers}
     by_reader: dict[str, list[tuple[str, int]]] = {}
     for record in history.lists:
-        if not record.client.startswith("watcher") and record.rv_param is None:
+        # A watcher's lists are in its own observations (whatever its name: etcd-watcher-N too).
+        if record.client not in clients and record.rv_param is None:
             by_reader.setdefault(record.client, []).append(("list", record.rv))
     clients.update(by_reader)
     for name, observed in clients.items():
@@ -1207,7 +1276,7 @@ def _check_lists(history: History, truth: Truth, acks: _Acks, report: Report) ->
         kind = _list_kind(record)
         report.list_kinds[kind] += 1
         who = f"{record.client} ({record.replica})"
-        flt = Filter(record.resource, record.namespace, record.selector, record.field_selector)
+        flt = Filter(record.resource, record.namespace, record.selector, record.field_selector, record.raw)
         scope = f"{record.resource} ns={record.namespace} sel={record.selector!r}"
         if record.field_selector:
             scope += f" fields={record.field_selector!r}"
@@ -1240,6 +1309,12 @@ def _check_lists(history: History, truth: Truth, acks: _Acks, report: Report) ->
             report.add("list", who, f"list at {record.rv} is beyond the recorded history ({truth.last_rev})")
             continue
         want = truth.list_at(flt, record.rv)
+        if record.count is not None and record.count != len(want):
+            report.add(
+                "list",
+                who,
+                f"Range of {scope} at {record.rv} counts {record.count} keys; etcd had {len(want)}",
+            )
         got: dict[str, tuple[int, str | None, str | None]] = {}
         for key, rv, token, *rest in record.items:
             if key in got:
@@ -1251,7 +1326,7 @@ def _check_lists(history: History, truth: Truth, acks: _Acks, report: Report) ->
             k
             for k in set(got) & set(want)
             if got[k][:2] != (want[k].mod_revision, want[k].token)
-            or (got[k][2] is not None and got[k][2] != want[k].digest)
+            or (got[k][2] is not None and got[k][2] != (want[k].raw if record.raw else want[k].digest))
         )
         if missing or extra or wrong:
             report.add(
@@ -1327,9 +1402,9 @@ def _check_truth(history: History, truth: Truth, report: Report) -> None:
             )
     if history.final_state is not None:
         final: dict[str, State] = {}
-        for key, rev, value in history.final_state:
+        for key, rev, value, *meta in history.final_state:
             short = truth.short_key(key)
-            state = _state(value, rev)
+            state = _state(value, rev, (meta[0], meta[1]) if meta else None)
             if short is not None and state is not None:
                 final[short] = state
         replayed = {k: v for k, v in truth.final.items()}
@@ -1339,6 +1414,11 @@ def _check_truth(history: History, truth: Truth, report: Report) -> None:
                 state = truth.state_at(key, history.final_rev)
                 if state is not None:
                     replayed[key] = state
+        # etcd's create revisions and versions are compared when the final state was read with them.
+        replayed = {
+            k: v if k not in final or final[k].raw is not None else dataclasses.replace(v, raw=None)
+            for k, v in replayed.items()
+        }
         if final != replayed:
             diff = sorted(set(final) ^ set(replayed)) or sorted(
                 k for k in final if final[k] != replayed.get(k)

@@ -9,6 +9,7 @@ own recorded history — and expect the checker to flag exactly that kind of bug
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -23,6 +24,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import mutants  # noqa: E402
 import soak  # noqa: E402
 from soak_checker import (  # noqa: E402
+    MISSING_PREV_KV,
     Event,
     GetRecord,
     History,
@@ -34,6 +36,7 @@ from soak_checker import (  # noqa: E402
     WriteRecord,
     check,
     digest,
+    kv_digest,
 )
 
 FAULT_KINDS = {
@@ -547,8 +550,119 @@ def test_every_mutant_can_still_be_planted() -> None:
     assert mutants.unplantable() == []
 
 
-def test_history_round_trips_through_json() -> None:
+# -- clients of the etcd front -------------------------------------------------------------------------
+
+
+def _kv(obj: dict[str, Any], create: int, mod: int, version: int) -> str:
+    """The fingerprint of the KeyValue etcd holds for ``obj`` (its value as the truth records it)."""
+    return kv_digest(json.dumps(obj).encode(), create_revision=create, mod_revision=mod, version=version)
+
+
+def etcd_history() -> History:
+    """The small history with an etcd-front watcher of the flunders prefix (a Range at 10, then a
+    watch with prev_kv: two creations, an update, a deletion, a progress notification) and a
+    consistent Range at 14 through the front."""
     history = small_history()
+    watcher = WatcherRecord("etcd-watcher-0", "flunders", None, None, False, protocol="etcd")
+    watcher.observed = [("list", 10), ("event", 11), ("event", 12), ("event", 14), ("event", 15)]
+    watcher.observed.append(("bookmark", 15))
+    watcher.segments = [
+        Segment(
+            "a",
+            10,
+            [
+                Event(11, "ADDED", "flunders/ns0/a", "t1", _kv(A1, 11, 11, 1)),
+                Event(12, "ADDED", "flunders/ns0/b", "t2", _kv(B2, 12, 12, 1)),
+                Event(14, "MODIFIED", "flunders/ns0/a", "t3", _kv(A3, 11, 14, 2), _kv(A1, 11, 11, 1)),
+                Event(15, "DELETED", "flunders/ns0/b", "t2", _kv(B2, 12, 12, 1)),
+            ],
+            bookmarks=[15],
+            end="closed",
+            recv_times=[1.2, 1.3, 1.6, 1.8],
+            bookmark_at=[4],
+            bookmark_times=[1.9],
+            version="etcd",
+            t_start=0.9,
+            t_open=0.95,
+            t_end=2.0,
+        )
+    ]
+    history.watchers.append(watcher)
+    listed = ListRecord("etcd-watcher-0", "a", "flunders", None, None, 0.8, 0.85, 10, [], [10])
+    listed.raw, listed.count, listed.version = True, 0, "etcd"
+    ranged = ListRecord(
+        "etcd-reader-0",
+        "b",
+        "flunders",
+        None,
+        None,
+        1.55,
+        1.58,
+        14,
+        [("flunders/ns0/a", 14, "t3", _kv(A3, 11, 14, 2)), ("flunders/ns0/b", 12, "t2", _kv(B2, 12, 12, 1))],
+        [14],
+    )
+    ranged.raw, ranged.count, ranged.version = True, 2, "etcd"
+    history.lists += [listed, ranged]
+    return history
+
+
+def test_etcd_front_clients_are_judged_on_etcds_terms() -> None:
+    """A watch of a key prefix is owed every change of every key in it, each with etcd's exact
+    KeyValue and an update's and a deletion's prev_kv; a Range is etcd's state, count included."""
+    history = etcd_history()
+    assert check(history, namespaced=NAMESPACED).violations == []
+    segment = history.watchers[-1].segments[0]
+    segment.events[2] = dataclasses.replace(segment.events[2], prev=MISSING_PREV_KV)
+    assert kinds(history) == {"watch": 1}
+    assert "prev_kv" in details(history)[0]
+
+
+def test_etcd_event_with_the_wrong_key_value_is_caught() -> None:
+    """An update sent as a creation (create_revision its own revision, version 1), and a deletion
+    without its prev_kv, are not etcd's events."""
+    history = etcd_history()
+    segment = history.watchers[-1].segments[0]
+    segment.events[2] = Event(14, "ADDED", "flunders/ns0/a", "t3", _kv(A3, 14, 14, 1))
+    assert kinds(history) == {"watch": 1}
+    history = etcd_history()
+    segment = history.watchers[-1].segments[0]
+    segment.events[3] = Event(15, "DELETED", "flunders/ns0/b", None, MISSING_PREV_KV)
+    assert kinds(history) == {"watch": 1}
+    history = etcd_history()
+    segment = history.watchers[-1].segments[0]
+    segment.events[1] = dataclasses.replace(segment.events[1], digest=_kv(B2, 12, 12, 2))  # its version
+    assert kinds(history) == {"watch": 1}
+
+
+def test_etcd_range_is_checked_with_its_count() -> None:
+    history = etcd_history()
+    history.lists[-1].count = 3
+    assert kinds(history) == {"list": 1}
+    assert "counts 3 keys" in details(history)[0]
+    history = etcd_history()
+    key, rv, token, _ = history.lists[-1].items[0]
+    history.lists[-1].items[0] = (key, rv, token, _kv(A3, 14, 14, 1))  # another create revision
+    assert kinds(history) == {"list": 1}
+
+
+def test_etcd_compacted_cancel_must_be_justified_and_progress_never_behind() -> None:
+    """A compacted cancel is a 410: justified by a compaction past the watch; a progress
+    notification behind an event already sent is a violation."""
+    history = etcd_history()
+    segment = history.watchers[-1].segments[0]
+    segment.end = "expired"
+    assert kinds(history) == {"error": 1}
+    history.compactions.append((1.95, 16))
+    assert kinds(history) == {}
+    history = etcd_history()
+    history.watchers[-1].segments[0].bookmarks = [14]
+    assert kinds(history) == {"watch": 1}
+    assert "behind" in details(history)[0]
+
+
+def test_history_round_trips_through_json() -> None:
+    history = etcd_history()
     history.gets.append(GetRecord("reader-1", "a", "flunders", "flunders/ns0/a", 1.55, 1.58, None))
     history.requests.append(RequestRecord("reader-0", "a", "list", 1.0, 1.2, 504, "Timeout"))
     history.forced_relists.append(("a", 1.0, 1.5, 14))

@@ -2486,8 +2486,19 @@ def plant(history: History, kind: str, seed: int = 0) -> str:
             for s in w.segments
             if len(s.events) >= 3 and s.end != "stopped" and not s.initial
         ] or [(w, s) for w in history.watchers for s in w.segments if len(s.events) >= 3 and not s.initial]
-        watcher, segment = rng.choice(candidates)
-        i = rng.randrange(0, len(segment.events) - 1)
+        if kind == "reorder":
+            # Two events with no bookmark between them: swapped across one, the bookmark would be
+            # ahead of (and behind) them too, a second and third violation of the same bug.
+            pairs = [
+                (w, s, i)
+                for w, s in candidates
+                for i in range(len(s.events) - 1)
+                if i + 1 not in s.bookmark_at
+            ]
+            watcher, segment, i = rng.choice(pairs)
+        else:
+            watcher, segment = rng.choice(candidates)
+            i = rng.randrange(0, len(segment.events) - 1)
         events = segment.events
         if kind == "drop":
             gone = events.pop(i)

@@ -133,6 +133,15 @@ MUTANTS = (
         "            self.end(Ended.TOO_SLOW)\n            return False\n",
         "            return True\n",
     ),
+    Mutant(
+        "front-progress-ahead",
+        "watchcache/etcdserver/watch.py",
+        "_CachedWatch.run",
+        "the etcd front's progress notifications carry the revision after the last one the watch was "
+        "sent (a revision not yet committed, or an event still to come)",
+        "await stream.send(response_parts(front.header_field(self.sent), self.id_field, []))",
+        "await stream.send(response_parts(front.header_field(self.sent + 1), self.id_field, []))",
+    ),
 )
 BY_NAME = {m.name: m for m in MUTANTS}
 

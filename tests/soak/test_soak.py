@@ -661,6 +661,14 @@ def test_etcd_compacted_cancel_must_be_justified_and_progress_never_behind() -> 
     assert "behind" in details(history)[0]
 
 
+def test_etcd_watcher_revision_going_backwards_is_caught() -> None:
+    """An etcd watcher's observations (its Ranges, events and progress notifications) are its own:
+    a revision going backwards among them is caught like a REST watcher's."""
+    history = etcd_history()
+    history.watchers[-1].observed.insert(3, ("bookmark", 11))
+    assert kinds(history) == {"rv": 1}
+
+
 def test_history_round_trips_through_json() -> None:
     history = etcd_history()
     history.gets.append(GetRecord("reader-1", "a", "flunders", "flunders/ns0/a", 1.55, 1.58, None))
@@ -706,6 +714,10 @@ def test_short_soak_has_no_violation(short_soak: tuple[dict[str, Any], Path]) ->
     assert summary["liveness"]["late"] == 0
     assert summary["bookmarks_checked"] > 0
     assert summary["forced_relist_410s"] > 0
+    front = summary["etcd_front"]
+    assert front["events_delivered"] > 100 and front["progress_notifications"] > 0, front
+    assert front["writes_acknowledged"] > 0 and front["compacted_cancels"] > 0, front
+    assert set(front["ranges"]) == {"consistent", "serializable", "revision"}, front
 
 
 # What each planted bug must be flagged as: (kinds allowed, the kind that must be there, words in it).

@@ -29,6 +29,7 @@ from support.wardle import flunder_key, flunders_layout
 
 from watchcache.cache.settings import CacheSettings
 from watchcache.config import parse_config
+from watchcache.etcdserver.errors import passed_on
 from watchcache.service import Service, ServiceOptions
 
 pytestmark = pytest.mark.etcd
@@ -731,6 +732,53 @@ async def test_without_etcd_calls_answer_unavailable_and_nothing_hangs(
             await own_etcd.member.wait_ready(30)
             await wardle.put(flunder_key(prefix, "after"), value("after"))
             assert [e.kv.key for e in await progress.events(1)] == [flunder_key(prefix, "after")]
+
+
+async def test_a_call_etcd_does_not_answer_in_time_is_etcds_request_timed_out(
+    own_etcd: EtcdServer, prefix: str
+) -> None:
+    """The front's own deadline on a call it passes on (``request_timeout``) is not the client's: when
+    it expires, the client gets what etcd answers a request it cannot serve in time, UNAVAILABLE
+    "etcdserver: request timed out" (clientv3 retries it), not DEADLINE_EXCEEDED for a deadline it
+    never set. (The soak's etcd writer got etcd's own side of it, UNKNOWN "context deadline exceeded",
+    while quorum was lost.)"""
+    key = flunder_key(prefix, "late")
+    async with front(own_etcd.endpoints, prefix, request_timeout=1.0) as svc, tenant(svc, "wardle") as wardle:
+        own_etcd.member.pause()
+        try:
+            put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value("late")))
+            with pytest.raises(RpcFailed) as failed:
+                await wardle.call("KV", "Txn", rpc_pb2.TxnRequest(success=[put]))
+            assert (failed.value.code, failed.value.message) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "etcdserver: request timed out",
+            )
+        finally:
+            own_etcd.member.resume()
+        done = await retry(
+            lambda: wardle.call("KV", "Txn", rpc_pb2.TxnRequest(success=[put])), errors=(RpcFailed,)
+        )
+        assert done.succeeded
+
+
+def test_etcds_own_deadline_answer_is_request_timed_out_too() -> None:
+    """etcd answers a call whose deadline expired at its end UNKNOWN "context deadline exceeded" (Go's
+    context error, unmapped); passed on, that is the same expiry of the front's deadline. Every other
+    error of etcd is passed on as it is."""
+    unknown = grpc.aio.AioRpcError(
+        grpc.StatusCode.UNKNOWN, grpc.aio.Metadata(), grpc.aio.Metadata(), details="context deadline exceeded"
+    )
+    assert (passed_on(unknown).code, passed_on(unknown).message) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "etcdserver: request timed out",
+    )
+    no_leader = grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details="etcdserver: no leader"
+    )
+    assert (passed_on(no_leader).code, passed_on(no_leader).message) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "etcdserver: no leader",
+    )
 
 
 async def test_watches_go_on_across_an_etcd_restart(own_etcd: EtcdServer, prefix: str) -> None:

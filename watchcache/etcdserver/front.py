@@ -21,7 +21,7 @@ from ..api.storage import Storage
 from ..cache.cacher import Cache
 from ..errors import StatusError
 from ..keys import prefix_range_end
-from .errors import TOO_MANY_REQUESTS, Context, EtcdError, abort
+from .errors import REQUEST_TIMED_OUT, TOO_MANY_REQUESTS, Context, EtcdError, abort, passed_on
 from .session import Caller, Sessions
 
 __all__ = ["Context", "Front", "rpc"]
@@ -160,7 +160,7 @@ def rpc(
         except EtcdError as err:
             await abort(context, err)
         except grpc.aio.AioRpcError as err:
-            await context.abort(err.code(), err.details() or "")
+            await abort(context, passed_on(err))
         except StatusError as err:
             await abort(context, unavailable(err))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -173,5 +173,5 @@ def unavailable(err: StatusError) -> EtcdError:
     if err.code == 429:
         return TOO_MANY_REQUESTS()
     if err.code == 504:
-        return EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
+        return REQUEST_TIMED_OUT()
     return EtcdError(grpc.StatusCode.UNAVAILABLE, f"etcdserver: {err.message}")

@@ -15,7 +15,7 @@ import grpc
 from aetcd.rpc import rpc_pb2
 
 from ..errors import StatusError
-from .errors import LEASE_NOT_FOUND, EtcdError, abort
+from .errors import LEASE_NOT_FOUND, EtcdError, abort, passed_on
 from .front import Context, Front, rpc, unavailable
 from .session import Caller
 
@@ -121,7 +121,7 @@ class Lease:
         except EtcdError as err:
             await abort(context, err)
         except grpc.aio.AioRpcError as err:
-            await context.abort(err.code(), err.details() or "")
+            await abort(context, passed_on(err))
         except StatusError as err:
             await abort(context, unavailable(err))
         finally:

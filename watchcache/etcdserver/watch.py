@@ -36,7 +36,7 @@ from ..cache.cacher import Cache
 from ..cache.window import Change, ChangeType
 from ..errors import StatusError
 from ..selectors import EVERYTHING
-from .errors import COMPACTED, Context, EtcdError
+from .errors import COMPACTED, Context, EtcdError, passed_on
 from .events import event_field, events_blob, response, response_parts, watch_id_field
 from .front import Front, unavailable
 from .session import Caller
@@ -353,7 +353,7 @@ class WatchStream:
         except EtcdError as err:
             self.fail(err)
         except grpc.aio.AioRpcError as err:  # etcd unreachable (for its revision): the client resumes
-            self.fail(EtcdError(err.code(), err.details() or ""))
+            self.fail(passed_on(err))
         except StatusError as err:
             self.fail(unavailable(err))
 

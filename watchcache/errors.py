@@ -20,6 +20,7 @@ __all__ = [
     "BadRequestError",
     "ConflictError",
     "EtcdUnavailableError",
+    "EtcdUnreachableError",
     "ExpiredError",
     "FieldError",
     "ForbiddenError",
@@ -377,6 +378,33 @@ class EtcdUnavailableError(StatusError):
 
     code = 503
     reason = "ServiceUnavailable"
+
+    def fresh(self) -> EtcdUnavailableError:
+        """A new error saying the same: what to raise again for a failure kept as a state."""
+        return EtcdUnavailableError(self.message, retry_after=self.retry_after)
+
+
+class EtcdUnreachableError(EtcdUnavailableError):
+    """etcd cannot be reached: no connection to it, or no answer in time while it is judged down.
+    The message is ``etcd is unreachable (<cause>)``."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"etcd is unreachable ({cause})", retry_after=1)
+        #: What failed, e.g. ``range: failed to connect to all addresses; ...``.
+        self.cause = cause
+
+    def fresh(self) -> EtcdUnreachableError:
+        return EtcdUnreachableError(self.cause)
+
+    @classmethod
+    def of(cls, err: StatusError) -> EtcdUnavailableError | None:
+        """The 503 to answer when a call to etcd failed with ``err`` because etcd could not serve it
+        (unreachable, no answer in time, no quorum); None for any other failure."""
+        if isinstance(err, EtcdUnavailableError):
+            return err
+        if isinstance(err, TimedOutError):  # a call to etcd that got no answer
+            return cls(err.message)
+        return None
 
 
 class InternalError(StatusError):

@@ -211,6 +211,41 @@ async def test_a_consistent_range_sees_every_earlier_write(
         assert answer.header.revision >= written.header.revision
 
 
+async def test_a_passed_through_watch_has_every_change_after_its_created_revision(
+    svc: Service, wardle: EtcdV3, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch no cache holds (here, a whole group) is an etcd watch of its own. "Created at N" promises
+    every change after N even when the client writes before that etcd watch exists: the test holds the
+    upstream watch's creation until it has written, and the write is still delivered."""
+    assert svc.etcd_front is not None
+    etcd = svc.etcd_front.front.etcd
+    written = asyncio.Event()
+    opened = etcd.forward_stream
+
+    def held(service: str, method: str, **kwargs: Any) -> Any:
+        upstream = opened(service, method, **kwargs)
+        write = upstream.write
+
+        async def write_after_the_client(request: Any) -> None:
+            await written.wait()
+            await write(request)
+
+        upstream.write = write_after_the_client
+        return upstream
+
+    monkeypatch.setattr(etcd, "forward_stream", held)
+    group = f"{prefix}/wardle.example.com/".encode()
+    async with wardle.watch_stream() as stream:
+        await stream.create(group, prefix_end(group))
+        created = await stream.read()
+        assert created.created
+        put = await wardle.put(group + b"other/x", value("x"))
+        written.set()
+        [event] = await stream.events(1)
+        assert (event.kv.key, event.kv.mod_revision) == (group + b"other/x", put.header.revision)
+        assert put.header.revision == created.header.revision + 1
+
+
 async def test_progress_keys_are_never_seen(svc: Service, wardle: EtcdV3, prefix: str) -> None:
     """The caches' progress keys (``{prefix}/{group}/{resource}``) exist after a consistent read, but
     a range of that exact key (kube-apiserver's GetCurrentResourceVersion), a range over the whole
@@ -383,6 +418,29 @@ async def test_watch_from_a_revision_with_prev_kv_is_etcds_watch(
     ours, theirs = await events_of(wardle), await events_of(direct)
     assert [e.SerializeToString() for e in ours] == [e.SerializeToString() for e in theirs]
     assert [(e.type, e.HasField("prev_kv")) for e in ours] == [(0, False), (0, False), (0, True), (1, True)]
+
+
+async def test_responses_larger_than_a_frame_arrive_whole(
+    wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """Watch responses bigger than the client's frame size (16 KiB for gRPC clients) are cut into
+    several DATA frames: values of 20 KiB to 300 KiB, with prev_kv, arrive byte for byte as etcd's own
+    watch sends them."""
+    start = flunders_layout(prefix).resource_prefix
+    base = 0
+    for i, size in enumerate((20_000, 70_000, 300_000, 16_384)):
+        put = await direct.put(flunder_key(prefix, "big"), value("big", i=i, pad="x" * size))
+        base = base or put.header.revision
+
+    async def events_of(client: EtcdV3) -> list[Any]:
+        async with client.watch_stream() as stream:
+            await stream.create(start, prefix_end(start), start_revision=base, prev_kv=True)
+            assert (await stream.read()).created
+            return await stream.events(4)
+
+    ours, theirs = await events_of(wardle), await events_of(direct)
+    assert [e.SerializeToString() for e in ours] == [e.SerializeToString() for e in theirs]
+    assert len(ours[2].kv.value) > 300_000
 
 
 async def test_many_watches_share_the_cache_and_get_every_event_in_order(

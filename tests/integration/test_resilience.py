@@ -23,11 +23,11 @@ from support.wardle import FLUNDERS, flunder_key, flunder_value, flunders_layout
 from watchcache import (
     CacheSettings,
     EtcdUnavailableError,
+    EtcdUnreachableError,
     ExpiredError,
     Resource,
     Storage,
     TimedOutError,
-    TooManyRequestsError,
     Watch,
     WatchEvent,
 )
@@ -381,7 +381,8 @@ async def test_window_limits_and_exact_lists(own_etcd: EtcdServer) -> None:
 
 async def test_readiness(own_etcd: EtcdServer) -> None:
     """A new resource is not ready until its first list is in; then it and the Storage are ready.
-    While etcd is down from the start the cache stays unready and calls get 429 TooManyRequests."""
+    While etcd is down from the start the cache stays unready and, once its first list has failed,
+    calls get 503 ``etcd is unreachable (…)`` (tests/integration/test_etcd_unreachable.py has more)."""
     async with Storage(own_etcd.endpoints, prefix=PREFIX) as storage:
         flunders = storage.resource(FLUNDERS)
         assert not flunders.is_ready  # its feed has not run yet
@@ -393,10 +394,11 @@ async def test_readiness(own_etcd: EtcdServer) -> None:
     settings = CacheSettings(ready_timeout=0.5, retry_backoff_max=0.5)
     async with Storage(own_etcd.endpoints, prefix=PREFIX, settings=settings, request_timeout=1) as storage:
         flunders = storage.resource(FLUNDERS)
-        with pytest.raises(TooManyRequestsError) as raised:
+        await wait_until(lambda: flunders.cache.readiness.etcd_failure is not None, message="a failed list")
+        with pytest.raises(EtcdUnreachableError) as raised:
             await flunders.list(resource_version="0")
-        assert raised.value.status()["code"] == 429
-        with pytest.raises(TooManyRequestsError):
+        assert raised.value.status()["code"] == 503
+        with pytest.raises(EtcdUnreachableError):
             await storage.wait_ready(0.5)
         assert not storage.ready
         await own_etcd.member.restart()

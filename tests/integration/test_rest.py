@@ -35,7 +35,6 @@ from support.wardle import (
 
 from watchcache.cache.settings import CacheSettings
 from watchcache.config import parse_config
-from watchcache.etcd.process import free_port
 from watchcache.service import Service, ServiceOptions
 
 V1B = f"{GROUP}/v1beta1"
@@ -1001,32 +1000,6 @@ async def test_errors_are_statuses(api: Api) -> None:
     ]
     for method, path, kwargs, code, reason in cases:
         assert_status(await api.call(method, path, **kwargs), code, reason)
-
-
-async def test_cache_not_ready_is_429(prefix: str) -> None:
-    """With an etcd nobody answers, caches never load: /readyz is 503, /healthz stays 200, and a
-    LIST is 429 TooManyRequests with a Retry-After header."""
-    nowhere = (f"http://127.0.0.1:{free_port()}",)
-    async with (
-        Service(options(nowhere, prefix, request_timeout=1.0)) as svc,
-        aiohttp.ClientSession() as session,
-    ):
-        api = Api(session, svc.url)
-        ready = await api.call("GET", "/readyz")
-        assert ready.status == 503, ready.raw
-        assert (await api.call("GET", "/healthz")).status == 200
-        assert (await api.call("GET", "/livez")).status == 200
-        for method, path, kwargs in [
-            ("GET", flunders_path("ns-429"), {}),
-            ("GET", flunders_path(), {}),
-            ("GET", FISCHERS_PATH, {}),
-            ("GET", flunders_path("ns-429"), {"query": {"watch": "true"}}),
-            ("GET", flunder_path("ns-429", "x"), {}),
-            ("POST", flunders_path("ns-429"), {"body": flunder("x", "ns-429")}),
-        ]:
-            reply = await api.call(method, path, **kwargs)
-            assert_status(reply, 429, "TooManyRequests")
-            assert int(reply.headers["Retry-After"]) >= 1, reply.headers
 
 
 # -- the service's other paths ---------------------------------------------------------------------

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 from support.etcd_target import EtcdTarget
@@ -120,12 +119,7 @@ class EtcdctlStream:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     async def readline(self, timeout: float = 10.0) -> str:

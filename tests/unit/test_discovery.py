@@ -119,11 +119,12 @@ def test_version_parses_as_semver_within_kubectl_skew() -> None:
     assert parsed.platform == info["platform"]
 
 
-def test_api_versions_has_no_core_versions() -> None:
-    """/api is an APIVersions with no versions: there is no core group here."""
+def test_api_versions_lists_core_v1() -> None:
+    """/api is an APIVersions listing v1: the core group's read-only namespaces (tests/integration/
+    test_namespaces.py)."""
     doc: dict[str, object] = dict(api_versions())
-    assert doc == {"kind": "APIVersions", "versions": [], "serverAddressByClientCIDRs": []}
-    assert deserialize(doc, "V1APIVersions").versions == []
+    assert doc == {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+    assert deserialize(doc, "V1APIVersions").versions == ["v1"]
 
 
 def test_api_group_list_versions_in_order_preferring_the_first() -> None:

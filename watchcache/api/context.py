@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..cache.cacher import Cache
 from ..cache.store import Codec
-from ..errors import BadRequestError, InvalidError, NotFoundError
+from ..errors import BadRequestError, InvalidError, NotFoundError, TooManyRequestsError
 from ..etcd.client import EtcdClient
 from ..keys import KeyLayout
 from .spec import ResourceSpec
@@ -38,8 +38,28 @@ class Context:
         return self.spec.api_version(version)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait for the cache's initial load (429 TooManyRequests after ``timeout``)."""
-        await self.cache.wait_ready(self.cache.settings.ready_timeout if timeout is None else timeout)
+        """Wait for the cache's initial load (503 or 429 after ``timeout``: see :meth:`check_ready`)."""
+        try:
+            await self.cache.wait_ready(self.cache.settings.ready_timeout if timeout is None else timeout)
+        except TooManyRequestsError:
+            self._etcd_down()
+            raise
+
+    def check_ready(self) -> None:
+        """Unless the cache has loaded: 503 ``etcd is unreachable (<cause>)`` when its feed's last
+        attempt could not reach etcd or etcd is judged down, else 429 TooManyRequests (loading)."""
+        try:
+            self.cache.check_ready()
+        except TooManyRequestsError:
+            self._etcd_down()
+            raise
+
+    def _etcd_down(self) -> None:
+        # The feed has no failure yet (its first attempt may wait out a long deadline), but the
+        # etcd client's probe already knows etcd does not answer.
+        failure = self.etcd.health.failure
+        if failure is not None:
+            raise failure.fresh() from None
 
     async def fresh(self, revision: int | None) -> int:
         """Bring the cache to a state a read at ``revision`` may see; None means consistent."""

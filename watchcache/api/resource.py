@@ -41,8 +41,13 @@ class Resource(Writes):
         return self.cache.ready
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait for the cache's initial load (429 TooManyRequests after ``timeout``)."""
+        """Wait for the cache's initial load; after ``timeout``, 503 ``etcd is unreachable (…)``
+        when that is why, else 429 TooManyRequests."""
         await self._ctx.wait_ready(timeout)
+
+    def check_ready(self) -> None:
+        """Raise what :meth:`wait_ready` would, at once, unless the cache has loaded."""
+        self._ctx.check_ready()
 
     @property
     def object_count(self) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 
 from ..cache.cacher import Cache
 from ..cache.settings import CacheSettings
 from ..cache.store import Codec
+from ..errors import EtcdUnavailableError, EtcdUnreachableError
 from ..etcd.client import EtcdClient
 from ..etcd.types import EtcdTLS
 from ..keys import KeyLayout
@@ -50,23 +50,22 @@ class Storage:
         self._prober = asyncio.create_task(self._probe(), name="watchcache-etcd-probe")
 
     async def _probe(self) -> None:
-        """Judge etcd's health once a second: two failed linearizable reads in a row mark it
-        unhealthy (requests to etcd then get a short deadline, /readyz reports it); any success
-        marks it healthy again."""
+        """Judge etcd's health once a second: two failed linearizable reads in a row mark it down
+        (requests to etcd then get a short deadline and a 503, /readyz reports it, one warning is
+        logged); any success ends the outage (see :class:`~watchcache.etcd.health.EtcdHealth`)."""
         interval = self.settings.health_interval
         failures = 0
         while True:
             await asyncio.sleep(interval)
-            if await self.etcd.probe(self.prefix.encode(), timeout=interval):
+            error = await self.etcd.probe(self.prefix.encode(), timeout=interval)
+            if error is None:
                 failures = 0
-                if not self.etcd.healthy:
-                    log.info("etcd is serving again")
-                self.etcd.healthy = True
-            else:
-                failures += 1
-                if failures >= 2 and self.etcd.healthy:
-                    log.warning("etcd is unavailable: failing consistent reads and writes fast")
-                    self.etcd.healthy = False
+                continue
+            failures += 1
+            log.debug("etcd probe failed (%d in a row): %s", failures, error)
+            if failures >= 2:
+                failure = EtcdUnreachableError.of(error)
+                self.etcd.health.failing(failure or EtcdUnavailableError(error.message, retry_after=1))
 
     async def stop_caches(self) -> None:
         """Stop every cache: open watches end (their clients see the stream close)."""
@@ -86,12 +85,7 @@ class Storage:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     def resource(self, spec: ResourceSpec) -> Resource:
@@ -123,5 +117,6 @@ class Storage:
         return all(r.is_ready for r in self._resources.values())
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until every cache has loaded (429 TooManyRequests after ``timeout``)."""
+        """Wait until every cache has loaded (after ``timeout``, 503 when etcd cannot be reached,
+        else 429 TooManyRequests)."""
         await asyncio.gather(*(r.wait_ready(timeout) for r in self._resources.values()))

@@ -12,9 +12,9 @@ encodes it once for all of them. The wire format itself is the front's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import orjson
@@ -53,7 +53,8 @@ class WatchEvent:
 
 
 WatchSink = Callable[[list[WatchEvent]], bool]
-"""Takes events at once (written straight to a client, say), or returns False when it cannot now."""
+"""Takes events at once (written straight to a client, say), or returns False when it cannot now. The list
+may be shared by many watchers: a sink never changes it."""
 
 
 class Watch:
@@ -69,8 +70,14 @@ class Watch:
         self._done = False
         self._api_version = ctx.api_version(options.version)
         self._events: Iterator[WatchEvent] = iter(())
-        #: The resourceVersion of the last event delivered: where a client re-watches from.
-        self.resource_version = ""
+        self._revision = 0
+        self._single = {t: ("single", t, self._api_version) for t in ChangeType}
+
+    @property
+    def resource_version(self) -> str:
+        """The resourceVersion of the last event delivered ("" before one): where a client re-watches
+        from."""
+        return str(self._revision) if self._revision else ""
 
     async def open(self) -> Watch:
         """Start the watch; setup errors (bad parameters, 504 for a future resourceVersion) raise."""
@@ -101,12 +108,7 @@ class Watch:
     async def __aenter__(self) -> Watch:
         return await self.open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.close()
 
     def __aiter__(self) -> Watch:
@@ -142,15 +144,37 @@ class Watch:
         """Deliver live events by calling ``sink`` from the cache's dispatch, while nothing is queued
         ahead of them; what it refuses still comes from :meth:`next_events`."""
         if self._watcher is not None:
-            self._watcher.sink = lambda items: sink(self._to_events(items))
+            self._watcher.sink = functools.partial(self._deliver, sink)
+
+    def _deliver(self, sink: WatchSink, items: list[Item]) -> bool:
+        """The cache's dispatch handing ``items`` to ``sink``; this runs for every watcher of every
+        change, so one change on its own (the common case) skips the general conversion."""
+        if len(items) == 1 and type(item := items[0]) is Change:
+            # The one-event list itself is shared by every watcher of this type and version.
+            key = self._single[item.type]
+            events = item.memo.get(key)
+            if events is None:
+                events = item.memo[key] = [self._shared(item, item.type)]
+            if sink(events):
+                self._revision = item.revision
+                return True
+            return False
+        events = [self._event(item) for item in items]
+        if sink(events):
+            self._delivered(events)
+            return True
+        return False
 
     def _to_events(self, items: list[Item]) -> list[WatchEvent]:
         events = [self._event(item) for item in items]
+        self._delivered(events)
+        return events
+
+    def _delivered(self, events: list[WatchEvent]) -> None:
         for event in reversed(events):
             if event.type != "ERROR":
-                self.resource_version = str(event.revision)
+                self._revision = event.revision
                 break
-        return events
 
     def _event(self, item: Item) -> WatchEvent:
         # A change on its own (the common case) first, by exact type: this runs for every watcher.

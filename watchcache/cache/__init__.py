@@ -5,7 +5,7 @@ Owns: ``cacher`` (Cache: the parts composed, their tasks), ``watch_cache`` (obje
 snapshots), ``store`` (entries serialized once), ``window`` (recent changes), ``cache_watcher`` (one
 watcher: selection, bounded buffer, the slow-watcher cut), ``dispatcher`` (watcher index,
 coalescing, bookmarks), ``ready`` (readiness, waiting for revisions, progress writes),
-``reflector`` (list-then-watch from etcd), ``source`` (the KV-source Protocol it is fed through),
-``settings``. May import: ``watchcache.etcd`` (its types), ``watchcache.keys``,
+``reflector`` (list-then-watch from etcd), ``backoff`` (its retry delays), ``source`` (the KV-source
+Protocol it is fed through), ``settings``. May import: ``watchcache.etcd`` (its types), ``watchcache.keys``,
 ``watchcache.selectors``, ``watchcache.errors``.
 """

@@ -169,8 +169,13 @@ class CacheWatcher:
     def select(self, change: Change) -> Item | None:
         """What this watcher is sent for ``change``, if anything: for a REST watcher, Kubernetes'
         selector transitions (an object that starts being selected is ADDED, one that stops DELETED)."""
-        if self.key_range is not None:
-            return change if change.revision > self.after and self._in_range(change.entry.key) else None
+        key_range = self.key_range
+        if key_range is not None:  # an etcd-protocol watcher: every change in its range (inlined: hot)
+            if change.revision <= self.after:
+                return None
+            start, end = key_range
+            key = change.entry.key
+            return change if (start <= key < end if end else key == start) else None
         if self.namespace is not None and change.entry.namespace != self.namespace:
             return None
         if change.plain and self.selector.empty:

@@ -108,8 +108,13 @@ class Cache:
         return self.state.revision
 
     async def wait_ready(self, timeout: float) -> None:
-        """Wait until the initial list is in; 429 TooManyRequests after ``timeout`` seconds."""
+        """Wait until the initial list is in; after ``timeout`` seconds 503 if etcd cannot be
+        reached, else 429 TooManyRequests (see :meth:`.ready.Readiness.not_ready`)."""
         await self.readiness.wait(timeout)
+
+    def check_ready(self) -> None:
+        """Raise what :meth:`wait_ready` would, at once, unless the initial list is in."""
+        self.readiness.check_ready()
 
     # -- the feed ----------------------------------------------------------------------------------
 
@@ -180,6 +185,11 @@ class Cache:
     async def wait_for(self, revision: int, timeout: float) -> None:
         """Wait until the cache has reached ``revision`` (504 Timeout after ``timeout`` seconds)."""
         await self.progress.wait_for(revision, timeout)
+
+    def reached(self, revision: int) -> asyncio.Future[None]:
+        """A future done once the cache has reached ``revision``, requesting nothing of etcd (see
+        :meth:`.ready.Progress.reached`)."""
+        return self.progress.reached(revision)
 
     # -- watchers ----------------------------------------------------------------------------------
 

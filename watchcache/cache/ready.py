@@ -17,7 +17,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import EtcdUnavailableError, StatusError, TimedOutError, TooManyRequestsError
+from ..errors import (
+    EtcdUnavailableError,
+    EtcdUnreachableError,
+    StatusError,
+    TimedOutError,
+    TooManyRequestsError,
+)
+from .backoff import Backoff
 from .settings import CacheSettings, CacheStats
 from .source import KVSource
 
@@ -35,6 +42,9 @@ class Readiness:
         #: Whether the etcd watch is established right now (readiness of a running cache).
         self.connected = False
         self.stopped = False
+        #: Why the feed's last attempt failed when etcd could not serve it (None once one succeeds):
+        #: what a request to a cache that has not loaded gets instead of "still loading".
+        self.etcd_failure: EtcdUnavailableError | None = None
 
     def stopped_error(self) -> EtcdUnavailableError:
         return EtcdUnavailableError(f"the cache of {self.name} is stopped", retry_after=1)
@@ -43,8 +53,24 @@ class Readiness:
         if self.stopped:
             raise self.stopped_error()
 
+    def not_ready(self) -> StatusError:
+        """Why the cache cannot answer before its first list is in: 503 while its feed cannot reach
+        etcd (``etcd is unreachable (<cause>)``), else 429 TooManyRequests (still loading)."""
+        if self.stopped:
+            return self.stopped_error()
+        if self.etcd_failure is not None:
+            return self.etcd_failure.fresh()
+        loading = f"the cache of {self.name} is still loading; retry shortly"
+        return TooManyRequestsError(loading, retry_after=1)
+
+    def check_ready(self) -> None:
+        """Raise :meth:`not_ready` unless the first list is in."""
+        self.check_running()
+        if not self.loaded.is_set():
+            raise self.not_ready()
+
     async def wait(self, timeout: float) -> None:
-        """Wait until the first list is in; 429 TooManyRequests after ``timeout`` seconds."""
+        """Wait until the first list is in; after ``timeout`` seconds raise :meth:`not_ready`."""
         self.check_running()
         if self.loaded.is_set():
             return
@@ -52,7 +78,7 @@ class Readiness:
             async with asyncio.timeout(timeout):
                 await self.loaded.wait()
         except TimeoutError:
-            raise TooManyRequestsError(f"the cache of {self.name} is not ready yet", retry_after=1) from None
+            raise self.not_ready() from None
 
 
 @dataclass(order=True)
@@ -83,6 +109,8 @@ class Progress:
         self._settings = settings
         self._stats = stats
         self._waiters: list[_Waiter] = []
+        self._watchers: list[_Waiter] = []  # see reached()
+        self._prune_at = 64
         self._seq = itertools.count()
         self._wanted = asyncio.Event()
 
@@ -110,6 +138,25 @@ class Progress:
             await self._wait(target, self._settings.sync_timeout)
         return target
 
+    def reached(self, revision: int) -> asyncio.Future[None]:
+        """A future done once the cache has every change up to ``revision`` (failed with the stop
+        error when the cache stops). Nothing is asked of etcd: it is what a merge of several caches
+        waits on for news. Cancel it when no longer wanted."""
+        future = asyncio.get_running_loop().create_future()
+        if self._readiness.stopped:
+            future.set_exception(self._readiness.stopped_error())
+        elif self._revision() >= revision:
+            future.set_result(None)
+        else:
+            # Apart from the requests' waiters: they do not make the progress writer write.
+            watchers = self._watchers
+            if len(watchers) >= self._prune_at:  # futures cancelled by their owners, amortized
+                watchers[:] = [w for w in watchers if not w.future.done()]
+                heapq.heapify(watchers)
+                self._prune_at = max(64, 2 * len(watchers))
+            heapq.heappush(watchers, _Waiter(revision, next(self._seq), future))
+        return future
+
     async def _wait(self, revision: int, timeout: float) -> None:
         if self._revision() >= revision:
             return
@@ -134,21 +181,26 @@ class Progress:
 
     def wake(self) -> None:
         """The cache's revision advanced: release the waiters it satisfies."""
-        waiters = self._waiters
         revision = self._revision()
-        while waiters and waiters[0].revision <= revision:
-            waiter = heapq.heappop(waiters)
-            if not waiter.future.done():
-                waiter.future.set_result(None)
+        for waiters in (self._waiters, self._watchers):
+            while waiters and waiters[0].revision <= revision:
+                waiter = heapq.heappop(waiters)
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
 
     def fail_all(self, error: StatusError) -> None:
-        for waiter in self._waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(error)
-        self._waiters.clear()
+        for waiters in (self._waiters, self._watchers):
+            for waiter in waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+            waiters.clear()
 
     async def run(self) -> None:
-        """The progress-key writer (a task of the cache)."""
+        """The progress-key writer (a task of the cache). A failed write is retried after a capped
+        exponential backoff while requests still wait (their own deadline bounds it); an etcd outage
+        is logged once, by the etcd client's health, not here for every attempt."""
+        backoff = Backoff(first=0.1, cap=1.0)
+        failures = 0
         while True:
             await self._wanted.wait()
             # Cleared before writing: a sync() that reads its target after this point sets it again
@@ -160,8 +212,18 @@ class Progress:
             try:
                 await self._source.put(self._key, b"")
                 self._stats.progress_writes += 1
+                backoff.reset()
+                failures = 0
             except StatusError as err:
-                log.warning("%s: progress write failed: %s", self._readiness.name, err)
-                await asyncio.sleep(0.1)
+                failures += 1
+                # etcd being down is the health's to report; anything else once per series.
+                quiet = failures > 1 or EtcdUnreachableError.of(err) is not None
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING,
+                    "%s: progress write failed: %s",
+                    self._readiness.name,
+                    err,
+                )
+                await asyncio.sleep(backoff.delay())
                 if self._waiters:
                     self._wanted.set()

@@ -5,17 +5,23 @@ revision, handing every batch to the cache. A broken stream is resumed from the 
 so nothing is lost or repeated; a compacted one forces a relist (after which the cache's watchers,
 who can no longer be served exactly, are ended with 410 Expired by the cache). The paged read is
 also what exact lists older than the cache's window use.
+
+Failed attempts are retried after a capped exponential backoff (:mod:`.backoff`). Only the first
+failure of a series is logged, and the recovery once: at info when etcd could not serve the attempt
+(the etcd client's health warns of an outage once, not once per cache), as a warning otherwise. While
+the first list has not come in because etcd cannot be reached, requests are told so (503, see
+:meth:`.ready.Readiness.not_ready`) rather than that the cache is still loading.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 
-from ..errors import ExpiredError, StatusError
+from ..errors import EtcdUnreachableError, ExpiredError, StatusError
 from ..etcd.types import KeyValue, WatchBatch
+from .backoff import Backoff
 from .ready import Readiness
 from .settings import CacheSettings, CacheStats
 from .source import KVSource
@@ -74,25 +80,37 @@ class Reflector:
     async def run(self) -> None:
         """The feed (a task of the cache): list, then watch, for as long as the cache runs."""
         need_list = True
-        backoff = 0.05
+        backoff = Backoff(first=0.05, cap=self._settings.retry_backoff_max)
+        failures = 0
         start, end = self._state.layout.watch_range()
         while True:
             try:
                 if need_list:
                     kvs, _, revision = await self.read(*self._state.layout.list_range())
+                    self._readiness.etcd_failure = None
                     self._on_list(kvs, revision)
                     need_list = False
                 from_revision = self._state.revision + 1
                 async with self._source.watch(start, end, start_revision=from_revision) as watch:
                     self._readiness.connected = True
-                    backoff = 0.05
+                    self._readiness.etcd_failure = None
+                    if failures:
+                        log.info(
+                            "%s: etcd watch established from revision %d after %d failed attempts",
+                            self._name,
+                            from_revision,
+                            failures,
+                        )
+                    failures = 0
+                    backoff.reset()
                     async for batch in watch:
                         self._on_batch(batch)
             except ExpiredError as err:
                 log.warning("%s: watch history compacted (%s); relisting", self._name, err)
                 need_list = True
             except StatusError as err:
-                log.warning("%s: etcd watch broke (%s); resuming", self._name, err)
+                failures += 1
+                self._failed(err, first=failures == 1)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -102,5 +120,23 @@ class Reflector:
             finally:
                 self._readiness.connected = False
             self._stats.watch_restarts += 1
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, self._settings.retry_backoff_max)
+            await asyncio.sleep(backoff.delay())
+
+    def _failed(self, err: StatusError, *, first: bool) -> None:
+        etcd_failure = EtcdUnreachableError.of(err)
+        self._readiness.etcd_failure = etcd_failure
+        what = "etcd watch" if self._readiness.loaded.is_set() else "initial list"
+        if not first:
+            level = logging.DEBUG
+        elif etcd_failure is not None:
+            level = logging.INFO
+        else:
+            level = logging.WARNING
+        log.log(
+            level,
+            "%s: %s failed (%s); retrying with backoff (at most %g s apart)",
+            self._name,
+            what,
+            etcd_failure or err,
+            self._settings.retry_backoff_max,
+        )

@@ -171,6 +171,9 @@ class Store:
         self.value_bytes = 0
         #: Entries without JSON (not served over REST).
         self.unserved = 0
+        #: Objects served over REST per namespace (none for a cluster-scoped resource): which
+        #: namespaces hold something, kept as objects come and go so nothing has to scan for it.
+        self.namespaces: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -185,9 +188,14 @@ class Store:
         self._items[entry.key] = entry
         self.value_bytes += len(entry.kv.value)
         self.unserved += entry.json is None
-        if prev is not None:
+        if prev is None:
+            self._occupy(entry, 1)
+        else:
             self.value_bytes -= len(prev.kv.value)
             self.unserved -= prev.json is None
+            if (prev.json is None) is not (entry.json is None):  # a key's namespace never changes
+                self._occupy(prev, -1)
+                self._occupy(entry, 1)
         return prev
 
     def pop(self, key: bytes) -> Entry | None:
@@ -195,7 +203,17 @@ class Store:
         if entry is not None:
             self.value_bytes -= len(entry.kv.value)
             self.unserved -= entry.json is None
+            self._occupy(entry, -1)
         return entry
+
+    def _occupy(self, entry: Entry, delta: int) -> None:
+        if entry.json is None or not entry.namespace:
+            return
+        count = self.namespaces.get(entry.namespace, 0) + delta
+        if count:
+            self.namespaces[entry.namespace] = count
+        else:
+            del self.namespaces[entry.namespace]
 
     def values(self, start: bytes = b"", end: bytes = b"") -> Iterator[Entry]:
         """Entries with ``start <= key < end`` (all when unbounded), in key order."""
@@ -225,6 +243,9 @@ class Store:
         self._items = SortedDict((e.key, e) for e in entries)
         self.value_bytes = sum(len(e.kv.value) for e in entries)
         self.unserved = sum(e.json is None for e in entries)
+        self.namespaces = {}
+        for entry in entries:
+            self._occupy(entry, 1)
 
     def copy_dict(self) -> dict[bytes, Entry]:
         return dict(self._items)

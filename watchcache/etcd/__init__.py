@@ -6,6 +6,7 @@ deadlines, watch progress notifications, and transactions that return the losing
 answer becomes one of the small frozen types of :mod:`.types`, and every gRPC failure a watchcache
 error (:mod:`.errors`), so nothing above this package sees protobuf or grpc.
 
-Owns: ``client`` (EtcdClient), ``watch`` (one watch stream), ``types``, ``errors`` (translation),
+Owns: ``client`` (EtcdClient), ``watch`` (one watch stream), ``health`` (whether etcd serves us, and
+the one log line per change of that), ``types``, ``errors`` (translation),
 ``member`` and ``process`` (the private etcd of ``--embedded-etcd``). May import: ``watchcache.errors``.
 """

@@ -7,15 +7,15 @@ import ipaddress
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
 from aetcd import rpc
 
-from ..errors import StatusError
+from ..errors import EtcdUnreachableError, StatusError, TimedOutError
 from .errors import key_value, translate
+from .health import EtcdHealth
 from .types import EtcdTLS, KeyValue, RangeResult, TxnResult
 from .watch import EtcdWatch
 
@@ -88,9 +88,9 @@ class EtcdClient:
         self._watch: Any = None
         self._maintenance: Any = None
         self._lease: Any = None
-        #: False while etcd cannot serve linearizable requests (unreachable, or no quorum), as judged
-        #: by :meth:`probe`; any successful request sets it back.
-        self.healthy = True
+        #: Whether etcd serves linearizable requests, as the storage's probe judges it (unreachable, or
+        #: no quorum); any successful request ends an outage.
+        self.health = EtcdHealth()
 
     async def connect(self) -> None:
         if self._channel is not None:
@@ -131,13 +131,13 @@ class EtcdClient:
         await self.connect()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def healthy(self) -> bool:
+        """False while etcd is judged down (see :attr:`health`)."""
+        return self.health.serving
 
     def _stub(self, stub: Any) -> Any:
         if stub is None:
@@ -152,8 +152,12 @@ class EtcdClient:
         try:
             response = await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
-            raise translate(err, what) from err
-        self.healthy = True
+            error = translate(err, what, timeout)
+            if isinstance(error, TimedOutError) and not self.healthy:
+                # No answer from an etcd already judged down: it is not slow, it cannot be reached.
+                error = EtcdUnreachableError(error.message)
+            raise error from err
+        self.health.answered()
         return response
 
     # -- the etcd front's calls, as they are ----------------------------------------------------------
@@ -167,23 +171,23 @@ class EtcdClient:
         etcd's own protobufs, and a failure raises ``grpc.aio.AioRpcError`` unchanged (its code and
         message are etcd's, which etcd's clients match on)."""
         call = getattr(self._service(service), method)
-        response = await call(request, timeout=self.request_timeout if timeout is None else timeout)
-        self.healthy = True
-        return response
+        # Not proof that etcd is back: some of these (a serializable range, Status) are answered by a
+        # member without quorum. The probe's next read ends an outage.
+        return await call(request, timeout=self.request_timeout if timeout is None else timeout)
 
     def forward_stream(self, service: str, method: str, *, metadata: tuple[tuple[str, str], ...] = ()) -> Any:
         """A bidirectional etcd stream (Watch, LeaseKeepAlive) for the etcd front, as it is."""
         return getattr(self._service(service), method)(metadata=metadata)
 
-    async def probe(self, key: bytes, timeout: float) -> bool:
-        """One linearizable read of ``key`` within ``timeout``: whether etcd can serve requests."""
+    async def probe(self, key: bytes, timeout: float) -> StatusError | None:
+        """One linearizable read of ``key`` within ``timeout``: None when etcd served it, else why not."""
         try:
             await self._call(
-                "probe", self._stub(self._kv).Range, rpc.RangeRequest(key=key, count_only=True), timeout
+                "a read", self._stub(self._kv).Range, rpc.RangeRequest(key=key, count_only=True), timeout
             )
-        except StatusError:
-            return False
-        return True
+        except StatusError as err:
+            return err
+        return None
 
     # -- reads ---------------------------------------------------------------------------------------
 

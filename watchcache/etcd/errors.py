@@ -8,6 +8,7 @@ import grpc
 
 from ..errors import (
     EtcdUnavailableError,
+    EtcdUnreachableError,
     ExpiredError,
     InternalError,
     RequestEntityTooLargeError,
@@ -30,11 +31,17 @@ def key_value(pb: Any) -> KeyValue:
     )
 
 
-def translate(err: grpc.aio.AioRpcError, what: str) -> StatusError:
+def translate(err: grpc.aio.AioRpcError, what: str, timeout: float | None = None) -> StatusError:
+    """Our error for etcd's answer ``err`` to ``what`` (a call made with ``timeout``, when known)."""
     code = err.code()
     details = err.details() or ""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED or "context deadline exceeded" in details:
-        return TimedOutError(f"etcd did not answer {what} in time: {details}")
+        within = f"within {timeout:g} s" if timeout is not None else f"in time ({details})"
+        return TimedOutError(f"no answer from etcd to {what} {within}")
+    if code == grpc.StatusCode.UNAVAILABLE and not details.startswith("etcdserver:"):
+        # The transport's own failure (no connection, connection lost); etcd's answers that it
+        # cannot serve ("etcdserver: no leader", ...) are UNAVAILABLE too, and handled below.
+        return EtcdUnreachableError(f"{what}: {details}")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return EtcdUnavailableError(f"etcd is unavailable ({what}): {details}", retry_after=1)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED or "request is too large" in details:

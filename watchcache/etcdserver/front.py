@@ -12,7 +12,7 @@ import asyncio
 import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from aetcd.rpc import rpc_pb2
@@ -24,7 +24,7 @@ from ..keys import prefix_range_end
 from .errors import REQUEST_TIMED_OUT, TOO_MANY_REQUESTS, Context, EtcdError, abort, passed_on
 from .session import Caller, Sessions
 
-__all__ = ["Context", "Front", "rpc"]
+__all__ = ["FAILURES", "Context", "Front", "fail", "rpc"]
 
 T = TypeVar("T")
 
@@ -157,15 +157,23 @@ def rpc(
             if caller.admission is not None:
                 caller.admission.check_rate()  # every call counts, as every REST request does
             return await method(self, caller, request, context)
-        except EtcdError as err:
-            await abort(context, err)
-        except grpc.aio.AioRpcError as err:
-            await abort(context, passed_on(err))
-        except StatusError as err:
-            await abort(context, unavailable(err))
-        raise AssertionError("unreachable")  # pragma: no cover
+        except FAILURES as err:
+            await fail(context, err)
 
     return call
+
+
+FAILURES = (EtcdError, grpc.aio.AioRpcError, StatusError)
+"""What a call can fail with: etcd's own errors, the etcd behind the front's, and the cache's."""
+
+
+async def fail(context: Context, err: EtcdError | grpc.aio.AioRpcError | StatusError) -> NoReturn:
+    """End the call with etcd's status for ``err`` (one of :data:`FAILURES`): etcd's own errors passed on
+    as they are (but for the front's own deadline: :func:`passed_on`), the cache's mapped to etcd's
+    words."""
+    if isinstance(err, grpc.aio.AioRpcError):
+        await abort(context, passed_on(err))
+    await abort(context, err if isinstance(err, EtcdError) else unavailable(err))
 
 
 def unavailable(err: StatusError) -> EtcdError:

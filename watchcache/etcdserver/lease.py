@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 from aetcd.rpc import rpc_pb2
 
-from ..errors import StatusError
-from .errors import LEASE_NOT_FOUND, EtcdError, abort, passed_on
-from .front import Context, Front, rpc, unavailable
+from .errors import LEASE_NOT_FOUND, EtcdError, abort
+from .front import FAILURES, Context, Front, fail, rpc
 from .session import Caller
 
 __all__ = ["Lease", "Leases"]
@@ -118,11 +116,7 @@ class Lease:
                     yield rpc_pb2.LeaseKeepAliveResponse(
                         header=self.front.header(current), ID=request.ID, TTL=0
                     )
-        except EtcdError as err:
-            await abort(context, err)
-        except grpc.aio.AioRpcError as err:
-            await abort(context, passed_on(err))
-        except StatusError as err:
-            await abort(context, unavailable(err))
+        except FAILURES as err:
+            await fail(context, err)
         finally:
             upstream.cancel()

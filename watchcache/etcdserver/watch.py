@@ -238,8 +238,6 @@ class _PassedWatch(_ClientWatch):
                         raise EtcdError(grpc.StatusCode.UNAVAILABLE, "etcd closed the watch stream")
                     front.learn(answer.header)
                     if answer.created and not answer.canceled:
-                        if not self.next_revision:
-                            self.next_revision = answer.header.revision + 1
                         continue  # the client has its created already: never a second one
                     if answer.canceled:
                         await stream.send(
@@ -403,6 +401,11 @@ class WatchStream:
     async def _create_passed(self, request: Any, watch_id: int, key: bytes, end: bytes) -> None:
         watch = _PassedWatch(self, watch_id, request, key, end)
         current = await self.front.current_revision()
+        if not watch.next_revision:
+            # "Created at revision N" promises every change after N, so the etcd watch starts there,
+            # not at whatever etcd's revision is when it gets the request: a client may write as soon
+            # as it reads "created", before the upstream watch exists.
+            watch.next_revision = current + 1
         await self.send([self._created(watch_id, current)])
         self.watches[watch_id] = watch
         watch.task = asyncio.create_task(watch.run(), name=f"etcd-front-watch {watch_id}")

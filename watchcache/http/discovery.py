@@ -14,8 +14,10 @@ types is parsed as legacy ``APIVersions`` / ``APIGroupList``, after which it fet
 always as plain ``application/json``: it needs no content negotiation, one format fewer to keep right,
 and kubectl keeps discovery in its disk cache for hours, so the N+2 requests of a cold cache do not
 matter. (Mixing the forms would not help: ``GroupsAndMaybeResources`` uses aggregated resources only
-when ``/api`` and ``/apis`` both answer aggregated.) ``/api`` lists no versions: there is no core group
-here, and client-go turns an empty ``APIVersions`` into an empty group. Verbs are the seven we serve;
+when ``/api`` and ``/apis`` both answer aggregated.) ``/api`` lists ``v1``, whose one resource is
+``namespaces`` (get, list, watch; short name ``ns``): read-only, derived from the caches
+(``watchcache.api.namespaces``), because namespace-aware clients wait for it in discovery before
+anything else (kopf, for one, waits forever without it). Verbs are the seven we serve;
 ``deletecollection`` is not (``kubectl delete --all`` lists and deletes one by one). ``singularName`` is
 the lower-case kind, as for a CRD without one; it lets kubectl resolve ``kubectl get flunder``.
 ``storageVersionHash`` is left out: versions share storage without conversion, so there is no storage
@@ -41,6 +43,7 @@ from ..api.spec import ResourceSpec
 from ..version import VERSION
 
 __all__ = [
+    "CORE_VERBS",
     "DISCOVERY_VERBS",
     "KUBERNETES_VERSION",
     "OPENAPI_V2_PROTOBUF",
@@ -61,6 +64,7 @@ __all__ = [
     "api_group_list",
     "api_resource_list",
     "api_versions",
+    "core_resource_list",
     "document_hash",
     "encode",
     "group_versions",
@@ -76,6 +80,9 @@ KUBERNETES_VERSION: Final = (1, 32, 0)
 
 DISCOVERY_VERBS: Final = ("create", "delete", "get", "list", "patch", "update", "watch")
 """Verbs every served resource supports, as discovery lists them."""
+
+CORE_VERBS: Final = ("get", "list", "watch")
+"""Verbs of the core ``namespaces``: read-only."""
 
 PATCH_CONTENT_TYPES: Final = ("application/json-patch+json", "application/merge-patch+json")
 """Patch types served. Not strategic merge patch: listing it would make ``kubectl apply`` send one."""
@@ -156,6 +163,7 @@ class APIResource(TypedDict):
     namespaced: bool
     kind: str
     verbs: list[str]
+    shortNames: NotRequired[list[str]]
 
 
 class APIResourceList(TypedDict):
@@ -258,8 +266,21 @@ def version_info() -> VersionInfo:
 
 
 def api_versions() -> APIVersions:
-    """``/api``: the core group, which has no resources here."""
-    return {"kind": "APIVersions", "versions": [], "serverAddressByClientCIDRs": []}
+    """``/api``: the core group's versions: ``v1``, for ``namespaces``."""
+    return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+
+
+def core_resource_list() -> APIResourceList:
+    """``/api/v1``: the one core resource served, ``namespaces``, read-only."""
+    namespaces: APIResource = {
+        "name": "namespaces",
+        "singularName": "namespace",
+        "namespaced": False,
+        "kind": "Namespace",
+        "verbs": list(CORE_VERBS),
+        "shortNames": ["ns"],
+    }
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [namespaces]}
 
 
 def group_versions(specs: Sequence[ResourceSpec]) -> dict[str, list[str]]:

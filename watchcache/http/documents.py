@@ -30,7 +30,7 @@ def _not_found() -> NotFoundError:
 
 
 class Documents:
-    """The handlers of ``/version``, ``/api``, ``/apis[/group[/version]]`` and ``/openapi/...``."""
+    """The handlers of ``/version``, ``/api[/v1]``, ``/apis[/group[/version]]`` and ``/openapi/...``."""
 
     def __init__(self, specs: Sequence[ResourceSpec], caller: Caller) -> None:
         self.specs = tuple(specs)
@@ -70,9 +70,13 @@ class Documents:
     def version(self) -> web.Response:
         return self._cached("version", discovery.version_info)
 
-    async def api(self, request: web.Request) -> web.Response:
-        self._caller(request)
-        return self._cached("api", discovery.api_versions)
+    def core(self, segments: list[str]) -> web.Response:
+        """``/api`` and ``/api/v1`` (``segments``: what follows ``api``): the same for every caller."""
+        if not segments:
+            return self._cached("api", discovery.api_versions)
+        if segments == ["v1"]:
+            return self._cached("api/v1", discovery.core_resource_list)
+        raise _not_found()
 
     def apis(self, tenant: Tenant | None, segments: list[str]) -> web.Response:
         """``/apis``, ``/apis/{group}``, ``/apis/{group}/{version}`` (``segments``: what follows)."""

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..api.namespaces import NAMESPACES
 from ..api.resource import Resource
 from ..api.spec import ResourceSpec
 from ..api.storage import Storage
@@ -30,7 +31,6 @@ from ..errors import (
     NotFoundError,
     RequestEntityTooLargeError,
     StatusError,
-    TooManyRequestsError,
 )
 from ..tenancy.auth import Authenticator, Tenant
 from ..tenancy.limits import Admission
@@ -39,6 +39,7 @@ from .connections import ConnectionGuard, GuardedSite, TooManyConnectionsError
 from .documents import Documents
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
+from .namespaces import NamespaceHandlers
 from .read import Reads
 from .responses import Observation, Responder
 from .routes import Target, target_of, verb_of
@@ -83,9 +84,10 @@ class APIServer:
         self.connections = ConnectionGuard(self.settings.connections)
         self._out = Responder(self.settings.write_timeout)
         self._documents = Documents(self.specs, self._caller)
-        tables = Tables(self.specs)
+        tables = Tables([*self.specs, NAMESPACES])
         reads, writes = Reads(self._out, tables), Writes(self.settings.max_body_bytes)
         watches = Watches(self._out, self.settings.min_request_timeout, tables)
+        self._namespaces = NamespaceHandlers(storage, self.metrics, self._out, watches, tables)
         self._handlers: dict[str, Handler] = {
             "GET": reads.get,
             "LIST": reads.list,
@@ -151,8 +153,10 @@ class APIServer:
         get("/livez", self._healthz, allow_head=False)
         get("/readyz", self._readyz, allow_head=False)
         get("/version", self._version, allow_head=False)
+        get("/version/", self._version, allow_head=False)  # kube-apiserver answers both (kr8s asks this)
         get("/metrics", self._metrics, allow_head=False)
-        get("/api", self._documents.api, allow_head=False)
+        app.router.add_route("*", "/api", self._core)
+        app.router.add_route("*", "/api/{tail:.*}", self._core)
         get("/openapi/v2", self._documents.openapi_v2, allow_head=False)
         get("/openapi/v3", self._documents.openapi_v3, allow_head=False)
         app.router.add_route("*", "/openapi/v3/{tail:.*}", self._documents.openapi_v3_document)
@@ -295,6 +299,28 @@ class APIServer:
             return self._documents.apis(tenant, segments)
         return await self._resource_request(request, segments, tenant)
 
+    # -- /api: the core group's read-only namespaces ------------------------------------------------
+
+    async def _core(self, request: web.Request) -> web.StreamResponse:
+        segments = [unquote(s) for s in request.rel_url.raw_path.split("/")[2:]]
+        if segments and segments[-1] == "" and len(segments) <= 2:
+            segments.pop()  # a trailing slash on a discovery path
+        tenant = self._caller(request)
+        if len(segments) <= 1:
+            if request.method != "GET":
+                raise MethodNotAllowedError(f"method {request.method} is not allowed here")
+            return self._documents.core(segments)
+        version, resource, rest = segments[0], segments[1], segments[2:]
+        if version != "v1" or resource != "namespaces" or len(rest) > 1 or rest == [""]:
+            raise NotFoundError("the server could not find the requested resource")
+        readable = [r for r in self._resources.values() if tenant is None or tenant.can_read(r.spec.group)]
+        admission = self._admission[tenant.name] if tenant is not None else None
+        return await self._namespaces.handle(
+            request, rest[0] if rest else None, readable=readable, admission=admission
+        )
+
+    # -- /apis/{group}/{version}/...: the configured resources -------------------------------------
+
     async def _resource_request(
         self, request: web.Request, segments: list[str], tenant: Tenant | None
     ) -> web.StreamResponse:
@@ -312,10 +338,7 @@ class APIServer:
                 )
                 admission = self._admission[tenant.name]
                 target = dataclasses.replace(target, admission=admission)
-            if not target.resource.is_ready:
-                raise TooManyRequestsError(
-                    f"the cache of {spec.qualified} is still loading; retry shortly", retry_after=1
-                )
+            target.resource.check_ready()  # 503 while etcd cannot be reached, else 429 while loading
             if admission is None:
                 response = await handler(request, target)
                 await self._out.deliver(request, response, None)

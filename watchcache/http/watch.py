@@ -14,20 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..api.options import WatchOptions, parse_int
-from ..api.watch import Watch, WatchEvent, WatchSink
+from ..api.watch import WatchEvent, WatchSink
 from ..errors import TooManyRequestsError
+from ..tenancy.limits import ByteBudget
 from .read import PIECE
-from .responses import Responder, drop
+from .responses import Observation, Responder, drop
 from .routes import Target
 from .tables import TableAnswer, Tables
 from .wire import JSON, event_chunk, event_line
 
-__all__ = ["DIRECT_WRITE_HIGH_WATER", "Watches"]
+__all__ = ["DIRECT_WRITE_HIGH_WATER", "EventSource", "Watches"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ def direct_writer(transport: Any) -> WatchSink:
     return write
 
 
+class EventSource(Protocol):
+    """What a watch stream is written from: a resource's :class:`Watch`, or the namespaces' watch."""
+
+    async def next_events(self, max_bytes: int = ...) -> list[WatchEvent]: ...
+
+    def set_sink(self, sink: WatchSink) -> None: ...
+
+
 class Watches:
     """The WATCH handler."""
 
@@ -65,37 +74,50 @@ class Watches:
         self._min_request_timeout = min_request_timeout
         self._tables = tables
 
+    def timeout(self, request: web.Request) -> float:
+        """How long a watch may last: ``timeoutSeconds``, else a random time in [min, 2 min]."""
+        timeout = parse_int(request.query, "timeoutSeconds")
+        if not timeout:
+            low = self._min_request_timeout
+            return low * (1 + random.random())
+        return float(timeout)
+
     async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
         options = WatchOptions.from_query(
             request.query, namespace=target.namespace, version=target.version, name=target.name
         )
         table = self._tables.answer(target.resource.spec, request.headers.get("Accept"), request.query)
-        timeout = parse_int(request.query, "timeoutSeconds")
-        if not timeout:
-            low = self._min_request_timeout
-            timeout_s = low * (1 + random.random())
-        else:
-            timeout_s = float(timeout)
+        timeout_s = self.timeout(request)
         watch = target.resource.watch_with(options)
         await watch.open()  # errors (400, 504) are still plain responses
         try:
-            return await self._stream(request, target, watch, timeout_s, table)
+            budget = target.admission.bytes if target.admission is not None else None
+            return await self.stream(
+                request, watch, budget=budget, observation=target.observation, timeout=timeout_s, table=table
+            )
         finally:
             watch.close()
 
-    async def _stream(
-        self, request: web.Request, target: Target, watch: Watch, timeout: float, table: TableAnswer | None
+    async def stream(
+        self,
+        request: web.Request,
+        watch: EventSource,
+        *,
+        budget: ByteBudget | None,
+        observation: Observation | None,
+        timeout: float,
+        table: TableAnswer | None = None,
     ) -> web.StreamResponse:
+        """Write an opened watch's events as a chunked response until it ends or ``timeout``."""
         out = self._out
-        budget = target.admission.bytes if target.admission is not None else None
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
         try:
             # Sends the headers now: direct writes may follow.
             if not await out.write_or_drop(request, response.prepare(request)):
                 return response
-            if target.observation is not None:
-                target.observation.finish(200)
+            if observation is not None:
+                observation.finish(200)
             if request.transport is not None and table is None:
                 watch.set_sink(direct_writer(request.transport))
             columns = True  # a Table watch's first Table carries the column definitions

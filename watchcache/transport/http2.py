@@ -23,7 +23,7 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import h2.config
 import h2.connection
@@ -31,7 +31,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-__all__ = ["Connection", "Handler", "Stream", "data_frame", "data_header"]
+__all__ = ["Connection", "Handler", "Piece", "Stream", "data_header", "split"]
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,27 @@ def data_header(stream_id: int, size: int, *, end_stream: bool = False) -> bytes
     )
 
 
-def data_frame(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
-    """An HTTP/2 DATA frame: its header followed by ``payload``."""
-    return data_header(stream_id, len(payload), end_stream=end_stream) + payload
+Piece: TypeAlias = "bytes | memoryview"
+"""A piece of DATA: bytes, or a view into bytes (a message split across frames is never copied)."""
+
+
+def split(parts: list[Piece], size: int) -> tuple[list[Piece], list[Piece]]:
+    """``parts`` as its first ``size`` bytes and the rest, cutting at most one piece (into views)."""
+    head: list[Piece] = []
+    taken = 0
+    for i, part in enumerate(parts):
+        room = size - taken
+        if len(part) < room:
+            head.append(part)
+            taken += len(part)
+            continue
+        if len(part) == room:
+            head.append(part)
+            return head, parts[i + 1 :]
+        view = memoryview(part)
+        head.append(view[:room])
+        return head, [view[room:], *parts[i + 1 :]]
+    return head, []
 
 
 class Stream:
@@ -79,7 +97,9 @@ class Stream:
         # The body as it came, each piece with its flow-controlled length: acknowledged (the client's
         # window reopened) only when read, so a client can never have more than its window unread.
         self._body: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
-        self._pending: deque[bytes] = deque()
+        # DATA not written yet, each message as its parts (often shared by many streams: held, not
+        # copied) and its size.
+        self._pending: deque[tuple[list[Piece], int]] = deque()
         self._pending_size = 0
         self._window = asyncio.Event()
         self._draining = False
@@ -125,18 +145,23 @@ class Stream:
         """Queue ``payload`` as DATA, written now as far as the flow-control windows allow."""
         if self.closed or self.ended:
             return
-        self._pending.append(payload)
+        self._pending.append(([payload], len(payload)))
         self._pending_size += len(payload)
         self.connection.push(self)
 
-    def send_parts(self, parts: list[bytes], size: int) -> None:
-        """Queue DATA of ``size`` bytes made of ``parts``. When nothing is queued ahead and the windows
-        allow it, it goes out at once as one frame, built with one join (the fan-out's path: the parts
-        are mostly bytes shared by many streams)."""
+    def send_parts(self, parts: list[Piece], size: int) -> None:
+        """Queue DATA of ``size`` bytes made of ``parts``, which may be shared by many streams: they are
+        held as they are, never joined, and handed to the socket as one vectored write with the frame
+        header. When nothing is queued ahead and the windows allow, it goes out in this turn's write."""
         if self.closed or self.ended:
             return
-        if self._pending or not self.connection.write_frame(self, parts, size):
-            self.send(b"".join(parts))
+        if self._pending:  # queued ahead, so this stream is already waiting for its turn
+            self._pending.append((parts, size))
+            self._pending_size += size
+        elif not self.connection.write_frame(self, parts, size):
+            self._pending.append((parts, size))
+            self._pending_size += size
+            self.connection.hold(self)
 
     @property
     def unsent(self) -> int:
@@ -195,7 +220,7 @@ class Connection(asyncio.Protocol):
         self._blocked: dict[int, Stream] = {}
         self.peer_common_name: str | None = None
         self.closed = False
-        self._out: list[bytes] = []
+        self._out: list[Piece] = []
         self._out_size = 0
         self.lost = asyncio.Event()
         """Set once the connection is gone (:meth:`connection_lost`)."""
@@ -335,6 +360,14 @@ class Connection(asyncio.Protocol):
         self._out.append(data)
         self._out_size += len(data)
 
+    def _write_parts(self, header: bytes, parts: list[Piece], size: int) -> None:
+        """Queue a frame, its header and its parts, for this turn's one (vectored) write."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._write_out)
+        self._out.append(header)
+        self._out.extend(parts)
+        self._out_size += len(header) + size
+
     def _write_out(self) -> None:
         out, self._out, self._out_size = self._out, [], 0
         if out and self.transport is not None and not self.transport.is_closing():
@@ -352,59 +385,62 @@ class Connection(asyncio.Protocol):
         if data and self.transport is not None and not self.transport.is_closing():
             self._write(data)
 
-    def write_frame(self, stream: Stream, parts: list[bytes], size: int) -> bool:
-        """Write ``parts`` (``size`` bytes) as one DATA frame of ``stream`` if the windows, the frame
-        size and the socket's buffer allow it now; False (nothing written) if not."""
+    def write_frame(self, stream: Stream, parts: list[Piece], size: int) -> bool:
+        """Write ``parts`` (``size`` bytes) as DATA of ``stream`` — one frame, or as many as the peer's
+        frame size asks, cut into views — if the windows and the socket's buffer allow all of it now;
+        False (nothing written) if not."""
         if self.closed:
             return False
         h2conn = self.h2
         state = h2conn.streams.get(stream.id)
         if (
             state is None
-            or size > h2conn.max_outbound_frame_size
             or size > h2conn.outbound_flow_control_window
             or size > state.outbound_flow_control_window
             or self._full()
         ):
             return False
-        self._write(b"".join([data_header(stream.id, size), *parts]))
         # Debit h2's windows as its own send_data would, so they stay exact.
         h2conn.outbound_flow_control_window -= size
         state.outbound_flow_control_window -= size
+        limit = h2conn.max_outbound_frame_size
+        while size > limit:
+            head, parts = split(parts, limit)
+            self._write_parts(data_header(stream.id, limit), head, limit)
+            size -= limit
+        self._write_parts(data_header(stream.id, size), parts, size)
         return True
 
     def push(self, stream: Stream) -> None:
         """Write as much of ``stream``'s queued DATA as the windows allow (then its trailers)."""
         if self.closed or stream.closed:
+            self._blocked.pop(stream.id, None)  # a reset stream's queued DATA is never sent
             return
         h2conn = self.h2
         state = h2conn.streams.get(stream.id)
         if state is None:
+            self._blocked.pop(stream.id, None)
             stream.closed = True
             stream._wake()
             return
         frame_limit = h2conn.max_outbound_frame_size
         pending = stream._pending
-        out: list[bytes] = []
         while pending:
             window = min(h2conn.outbound_flow_control_window, state.outbound_flow_control_window)
             if window <= 0 or self._full():
                 break
-            payload = pending[0]
-            size = min(len(payload), window, frame_limit)
-            if size < len(payload):
-                pending[0] = payload[size:]
-                payload = payload[:size]
+            parts, whole = pending[0]
+            size = min(whole, window, frame_limit)
+            if size < whole:  # more than one frame or the window allows: cut (views, no copy)
+                parts, rest = split(parts, size)
+                pending[0] = (rest, whole - size)
             else:
                 pending.popleft()
-            out.append(data_frame(stream.id, payload))
+            self._write_parts(data_header(stream.id, size), parts, size)
             stream._pending_size -= size
             # Debit h2's windows as its own send_data would, so they stay exact.
             h2conn.outbound_flow_control_window -= size
             state.outbound_flow_control_window -= size
-        if out:
-            for frame in out:
-                self._write(frame)
         if pending:
             self._blocked[stream.id] = stream
         else:
@@ -416,8 +452,20 @@ class Connection(asyncio.Protocol):
                 self.flush()
         stream._wake()
 
+    def hold(self, stream: Stream) -> None:
+        """``stream`` has DATA queued that :meth:`write_frame` could not write: write what its windows
+        allow now, or, while the socket is behind anyway, just remember it for :meth:`_unblock`."""
+        if self._full():
+            self._blocked[stream.id] = stream
+        else:
+            self.push(stream)
+
     def _unblock(self) -> None:
+        """Write the held-back streams' queued DATA, in the order they were held, until the socket is
+        behind again."""
         for stream in list(self._blocked.values()):
+            if self._full():
+                break
             self.push(stream)
 
 

@@ -6,10 +6,12 @@
     python benchmarks/soak.py --check DIR/history.json [--plant drop|duplicate|reorder|...]
 
 Everything runs on loopback: an etcd cluster (``EtcdCluster``), two ``watchcache serve`` replicas given
-all three endpoints, writers (through watchcache over HTTP, and straight to etcd), reflector-like
-watchers (list, watch from the list's resourceVersion, re-watch from the last one, relist on 410), some
-of them slow on purpose, readers doing consistent and paged lists, a history recorder (a direct etcd
-watch), and a fault schedule. At the end the checker (``soak_checker.py``) judges everything against
+all three endpoints and serving the etcd v3 API too, writers (through watchcache over HTTP and through
+its etcd front, and straight to etcd), reflector-like watchers (list, watch from the list's
+resourceVersion, re-watch from the last one, relist on 410), some of them slow on purpose, and etcd
+clients watching through the front as k8s.io/apiserver's cacher does, readers doing consistent and
+paged lists (and Ranges through the front), a history recorder (a direct etcd watch), and a fault
+schedule. At the end the checker (``soak_checker.py``) judges everything against
 the recorded history. See docs/soak.md. Exit code: 0 when no violation was found.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -43,20 +46,30 @@ sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
 
 import aiohttp  # noqa: E402
 import grpc  # noqa: E402
+import orjson  # noqa: E402
+from aetcd.rpc import kv_pb2, rpc_pb2  # noqa: E402
 from soak_checker import (  # noqa: E402
+    MISSING_PREV_KV,
+    Bounds,
     Event,
+    GetRecord,
     History,
     ListRecord,
     Report,
+    RequestRecord,
     Segment,
     SlowEpisode,
+    Truth,
     WatcherRecord,
     WriteRecord,
     check,
     count_delivered,
+    digest,
+    kv_digest,
 )
-from soak_etcd import DirectEtcd, Recorder  # noqa: E402
+from soak_etcd import DirectEtcd, Recorder, prefix_end  # noqa: E402
 from support.etcd import EtcdCluster  # noqa: E402
+from support.etcdv3 import EtcdV3, RpcFailed  # noqa: E402
 
 from watchcache.etcd.process import free_port  # noqa: E402
 
@@ -70,8 +83,44 @@ VERSIONS = {"flunders": ("v1alpha1", "v1beta1"), "fischers": ("v1alpha1",)}
 NAMESPACES = ("ns0", "ns1", "ns2", "ns3")
 BULK = "bulk"
 SELECTORS = ("app=a", "app in (a,b)", "tier!=x", "app=b,tier=y", "!gone", "app notin (c)")
-# The README's example configuration: a namespaced and a cluster-scoped resource.
-CONFIG = (Path(__file__).parent.parent / "examples" / "watchcache.yaml").read_text()
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+# Written (outside every resource) to move etcd's revision past a stopped replica's caches.
+FILLER_KEY = PREFIX.encode() + b"/soak-filler"
+OBJECTS = f"{PREFIX}/{GROUP}/"
+"""The key prefix of every object (the checker's keys are what follows it)."""
+TENANT = "wardle"
+TOKEN = "soak-wardle-token"
+"""The REST clients' bearer token, and the etcd clients' password (``Auth.Authenticate``)."""
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The README's example configuration (a namespaced and a cluster-scoped resource), with one tenant
+# owning the group, so that the etcd front's clients authenticate as an aggregated server does. Its
+# limits are raised out of the way: the soak is about the caches under faults (benchmarks/abuse.py is
+# about limits), and every client here is that one tenant.
+CONFIG = (Path(__file__).parent.parent / "examples" / "watchcache.yaml").read_text() + textwrap.dedent(
+    f"""
+    tenants:
+      - name: {TENANT}
+        groups: [{GROUP}]
+        tokens: [{TOKEN}]
+        limits:
+          requestsPerSecond: 100000
+          burst: 100000
+          maxInFlight: 10000
+          maxQueued: 10000
+          maxWatches: 100000
+          maxConnections: 100000
+          maxBytesInFlight: 4294967296
+    """
+)
+# The etcd clients' channels: reconnect within a second of a replica coming back (grpc's default
+# backoff grows to two minutes), and notice a replica that stopped answering.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.keepalive_time_ms", 5_000),
+    ("grpc.keepalive_timeout_ms", 3_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+)
 T0 = time.monotonic()
 
 
@@ -88,6 +137,14 @@ class Params:
     http_writers: int = 4
     direct_writers: int = 2
     readers: int = 4
+    etcd_watchers: int = 24
+    """Clients of the replicas' etcd front watching as k8s.io/apiserver's cacher does."""
+    etcd_writers: int = 2
+    """Writers through the etcd front, with k8s.io/apiserver's transactions."""
+    etcd_readers: int = 1
+    """Ranges through the etcd front: consistent, paged, serializable, at a past revision."""
+    progress_interval: float = 1.0
+    """``--etcd-progress-notify-interval``: short, so that every etcd watch gets progress notifications."""
     write_interval: float = 0.2
     """Seconds between one writer's writes."""
     padding: int = 1024
@@ -107,6 +164,15 @@ class Params:
     fd_release_slack: float = 25.0
     """Seconds beyond watch_write_timeout within which the half-open connections' server sockets
     must be gone, counted from the burst that fills their buffers."""
+    bookmark_interval: float = 1.0
+    """``--watch-bookmark-interval``: short, so that every watch gets bookmarks to check."""
+    relist_pause: float = 5.0
+    """Seconds a replica is stopped (SIGSTOP) while etcd is compacted past its caches: longer than
+    etcd's keepalive (1 s + 2 s here), which drops its connections meanwhile."""
+    catch_up: float = 30.0
+    """At the end, seconds every watcher has to reach etcd's last revision for its filter."""
+    bounds: Bounds = field(default_factory=Bounds)
+    """The checker's delivery and recovery bounds."""
     seed: int = 1
 
 
@@ -119,25 +185,44 @@ class Replica:
 
     name: str
     port: int
+    etcd_port: int
     args: list[str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     peak_hwm_kib: int = 0
     fd_peak: int = 0
     incarnations: int = 0
+    loads: list[tuple[str, float, float]] = field(default_factory=list)
+    """(name, started, ready) of each start."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def etcd_target(self) -> str:
+        """The replica's etcd front, as a grpc target."""
+        return f"127.0.0.1:{self.etcd_port}"
+
+    @property
     def up(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     async def start(self, session: aiohttp.ClientSession) -> None:
+        started = now()
         with open(self.log_path, "ab") as out:  # noqa: ASYNC230
             self.process = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "watchcache", "serve", *self.args, "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "watchcache",
+                    "serve",
+                    *self.args,
+                    "--port",
+                    str(self.port),
+                    "--etcd-listen-port",
+                    str(self.etcd_port),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -153,6 +238,7 @@ class Replica:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status == 200:
+                        self.loads.append((self.name, started, now()))
                         return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"replica {self.name} not ready within 60 s")
@@ -194,6 +280,10 @@ class Replica:
         except OSError:
             return 0
 
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process is not None:
+            self.process.send_signal(sig)
+
     def sample(self) -> None:
         self.peak_hwm_kib = max(self.peak_hwm_kib, self.status_kib("VmHWM"))
         self.fd_peak = max(self.fd_peak, self.fds())
@@ -222,6 +312,14 @@ class Replica:
 
 
 # -- the objects -----------------------------------------------------------------------------------
+
+
+def key_values(kvs: list[Any]) -> list[tuple[str, int, str, int, int]]:
+    """etcd's key-values as the history keeps them: (key, mod_revision, value, create_revision, version)."""
+    return [
+        (kv.key.decode(), int(kv.mod_revision), kv.value.decode(), int(kv.create_revision), int(kv.version))
+        for kv in kvs
+    ]
 
 
 def path(resource: str, namespace: str | None, name: str | None = None, version: str | None = None) -> str:
@@ -264,23 +362,156 @@ def make_object(
     }
 
 
-def item_of(resource: str, obj: dict[str, Any]) -> tuple[str, int, str | None]:
+def item_of(resource: str, obj: dict[str, Any], version: str) -> tuple[str, int, str | None, str]:
+    """(key, resourceVersion, token, fingerprint of the whole object) of an object read through
+    ``version``; a malformed object raises KeyError, TypeError or ValueError."""
     meta = obj["metadata"]
     spec = obj.get("spec") or {}
     return (
         short_key(resource, meta.get("namespace"), meta["name"]),
         int(meta["resourceVersion"]),
         spec.get("token"),
+        digest(obj, f"{GROUP}/{version}"),
     )
 
 
 class Failed(Exception):
     """A request that did not succeed (a Status, a timeout or a connection error)."""
 
-    def __init__(self, code: int, reason: str = "") -> None:
+    def __init__(self, code: int, reason: str = "", rv: int | None = None) -> None:
         super().__init__(f"{code} {reason}")
         self.code = code
         self.reason = reason
+        self.rv = rv
+        """The resourceVersion the request was made from (a list's snapshot), if any."""
+
+
+def status_of(status: int, body: Any) -> tuple[int, str]:
+    """(code, reason) of an answer: a Status' own, else the HTTP status."""
+    if isinstance(body, dict):
+        return int(body.get("code") or status), str(body.get("reason") or "")
+    return status, ""
+
+
+# -- the etcd front's clients ------------------------------------------------------------------------
+
+
+def etcd_range(resource: str, namespace: str | None) -> tuple[bytes, bytes]:
+    """The key range of a resource's (or one namespace's) objects: what the etcd clients watch."""
+    prefix = f"{OBJECTS}{resource}/" + (f"{namespace}/" if namespace is not None else "")
+    return prefix.encode(), prefix_end(prefix.encode())
+
+
+def failed_of(err: RpcFailed, rv: int | None = None) -> Failed:
+    """An etcd front's error in the checker's codes (see ``RequestRecord.protocol``): no answer (a
+    connection that failed) 0, etcd's UNAVAILABLE 503, DEADLINE_EXCEEDED 504, RESOURCE_EXHAUSTED 429,
+    a compacted revision 410; anything else 500."""
+    code = err.code
+    if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in err.message:
+        number = 410
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        number = 503 if err.message.startswith("etcdserver:") else 0
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        number = 504
+    elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        number = 429
+    else:
+        number = 500
+    return Failed(number, f"{code.name}: {err.message}"[:300], rv)
+
+
+def rpc_failed(err: grpc.aio.AioRpcError) -> RpcFailed:
+    return RpcFailed(err.code(), err.details() or "")
+
+
+def kv_fingerprint(kv: Any) -> str:
+    return kv_digest(
+        kv.value, create_revision=kv.create_revision, mod_revision=kv.mod_revision, version=kv.version
+    )
+
+
+def token_of(value: bytes) -> str | None:
+    """The ``spec.token`` of an object's value; a value that is not an object raises ValueError."""
+    obj = orjson.loads(value)
+    if not isinstance(obj, dict):
+        raise ValueError(f"not an object: {value[:100]!r}")
+    spec = obj.get("spec")
+    return spec.get("token") if isinstance(spec, dict) else None
+
+
+def front_item(kv: Any) -> tuple[str, int, str | None, str]:
+    """(key, mod_revision, token, fingerprint of the KeyValue) of a Range's key-value."""
+    return kv.key.decode()[len(OBJECTS) :], int(kv.mod_revision), token_of(kv.value), kv_fingerprint(kv)
+
+
+def front_event(event: Any) -> Event:
+    """An etcd watch event as the checker judges it: a PUT of a new key (create_revision ==
+    mod_revision) is ADDED, of an existing one MODIFIED (with its prev_kv's fingerprint), a DELETE is
+    DELETED carrying its prev_kv (the previous value's token and fingerprint)."""
+    kv = event.kv
+    key = kv.key.decode()[len(OBJECTS) :]
+    prev = event.prev_kv if event.HasField("prev_kv") else None
+    if event.type == kv_pb2.Event.DELETE:
+        if prev is None:
+            return Event(int(kv.mod_revision), "DELETED", key, None, MISSING_PREV_KV)
+        return Event(int(kv.mod_revision), "DELETED", key, token_of(prev.value), kv_fingerprint(prev))
+    kind = "ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED"
+    if prev is not None:
+        prev_fp: str | None = kv_fingerprint(prev)
+    else:
+        prev_fp = MISSING_PREV_KV if kind == "MODIFIED" else None
+    return Event(int(kv.mod_revision), kind, key, token_of(kv.value), kv_fingerprint(kv), prev_fp)
+
+
+class FrontClient:
+    """One client of the replicas' etcd front, as one aggregated API server is: a channel to each
+    replica, authenticated with etcd's own flow as the soak's tenant (``Auth.Authenticate``, then the
+    ``token`` metadata), and authenticated again when a token is refused — the replica restarted, or
+    the token went unused past its TTL — as clientv3 does."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, EtcdV3] = {}
+        self.reauthentications = 0
+
+    async def client(self, replica: Replica) -> EtcdV3:
+        """The channel to ``replica``, authenticated (RpcFailed when that fails)."""
+        client = self._clients.get(replica.name)
+        if client is None:
+            client = await self._stack.enter_async_context(
+                EtcdV3(replica.etcd_target, options=CHANNEL_OPTIONS)
+            )
+            self._clients[replica.name] = client
+        if client.token is None:
+            client.token = await client.authenticate(TENANT, TOKEN)
+        return client
+
+    def refused(self, replica: Replica, err: RpcFailed) -> bool:
+        """Whether ``err`` refused this client's token on ``replica`` (forgotten: the next call
+        authenticates again)."""
+        client = self._clients.get(replica.name)
+        if (
+            client is None
+            or err.code != grpc.StatusCode.UNAUTHENTICATED
+            or "invalid auth token" not in err.message
+        ):
+            return False
+        client.token = None
+        self.reauthentications += 1
+        return True
+
+    async def call(self, replica: Replica, service: str, method: str, request: Any) -> Any:
+        for attempt in range(2):
+            client = await self.client(replica)
+            try:
+                return await client.call(service, method, request)
+            except RpcFailed as err:
+                if attempt or not self.refused(replica, err):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self._stack.aclose()
 
 
 # -- the soak --------------------------------------------------------------------------------------
@@ -294,6 +525,9 @@ class Stats:
     relists: int = 0
     rewatches: int = 0
     failovers: int = 0
+    catch_up_s: float | None = None
+    reauthentications: int = 0
+    """Times an etcd client's token was refused (a replica restarted, or it expired) and renewed."""
     graceful: dict[str, Any] = field(default_factory=dict)
     fd: dict[str, Any] = field(default_factory=dict)
     extra_violations: list[tuple[str, str, str]] = field(default_factory=list)
@@ -312,6 +546,13 @@ class Soak:
         self.watchers: list[WatcherRecord] = []
         self.slow_episodes: list[SlowEpisode] = []
         self.fault_windows: list[tuple[float, float, str]] = []
+        self.gets: list[GetRecord] = []
+        self.requests: list[RequestRecord] = []
+        self.compactions: list[tuple[float, int]] = []
+        self.forced_relists: list[tuple[str, float, float, int]] = []
+        self.client_errors: list[tuple[str, str]] = []
+        self.reached: Counter[str] = Counter()
+        """The highest resourceVersion each watcher has observed."""
         self.slow_until = 0.0
         self.half_open_task: asyncio.Task[None] | None = None
         self.half_open_ready = asyncio.Event()
@@ -328,6 +569,32 @@ class Soak:
     def violation(self, kind: str, who: str, detail: str) -> None:
         log.error("VIOLATION %s %s: %s", kind, who, detail)
         self.stats.extra_violations.append((kind, who, detail))
+
+    def failed(
+        self,
+        client: str,
+        replica: Replica,
+        op: str,
+        t_start: float,
+        err: Failed,
+        *,
+        rv: int | None = None,
+        protocol: str = "rest",
+    ) -> None:
+        """Record a request that did not succeed (the checker judges whether a fault explains it)."""
+        self.requests.append(
+            RequestRecord(
+                client,
+                replica.name,
+                op,
+                t_start,
+                now(),
+                err.code,
+                err.reason,
+                err.rv if rv is None else rv,
+                protocol,
+            )
+        )
 
     def record_write(self, write: WriteRecord) -> None:
         self.writes.append(write)
@@ -367,12 +634,12 @@ class Soak:
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise Failed(0, type(err).__name__) from None
         try:
-            decoded = json.loads(raw) if raw else None
-        except ValueError:
+            decoded = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
             decoded = raw.decode("utf-8", "replace")
         return status, decoded, time.monotonic() - started
 
-    async def consistent_list(
+    async def list_objects(
         self,
         client: str,
         *,
@@ -381,27 +648,43 @@ class Soak:
         namespace: str | None,
         selector: str | None,
         limit: int | None,
+        field_selector: str | None = None,
+        rv_param: int | None = None,
+        match: str | None = None,
     ) -> ListRecord:
-        """A consistent LIST (all pages of one when ``limit``), recorded for the checker."""
+        """A LIST (all pages of one when ``limit``), recorded for the checker: consistent when
+        ``rv_param`` is None, else from resourceVersion ``rv_param`` (``match`` Exact or NotOlderThan)."""
         query = []
         if selector:
             query.append("labelSelector=" + quote(selector))
+        if field_selector:
+            query.append("fieldSelector=" + quote(field_selector))
+        if rv_param is not None:
+            query.append(f"resourceVersion={rv_param}")
+        if match:
+            query.append(f"resourceVersionMatch={match}")
         if limit:
             query.append(f"limit={limit}")
-        base = path(resource, namespace, version=self.rng.choice(VERSIONS[resource]))
+        version = self.rng.choice(VERSIONS[resource])
+        base = path(resource, namespace, version=version)
         t_start = now()
-        items: list[tuple[str, int, str | None]] = []
+        items: list[tuple[str, int, str | None, str]] = []
         page_rvs: list[int] = []
         token = None
         while True:
             q = [*query, "continue=" + quote(token)] if token else query
+            if token:  # a continued list names its snapshot in the token, not in the query
+                q = [x for x in q if not x.startswith("resourceVersion")]
             status, body, _ = await self.request(replica, "GET", base + ("?" + "&".join(q) if q else ""))
             if status != 200:
-                reason = body.get("reason", "") if isinstance(body, dict) else ""
-                raise Failed(status, reason)
-            page_rvs.append(int(body["metadata"]["resourceVersion"]))
-            items.extend(item_of(resource, obj) for obj in body["items"])
-            token = body["metadata"].get("continue")
+                code, reason = status_of(status, body)
+                raise Failed(code, reason, page_rvs[0] if page_rvs else rv_param)
+            try:
+                page_rvs.append(int(body["metadata"]["resourceVersion"]))
+                items.extend(item_of(resource, obj, version) for obj in body["items"])
+                token = body["metadata"].get("continue")
+            except (KeyError, TypeError, ValueError) as err:
+                raise Failed(-1, f"malformed list: {err!r}: {body!r:.200}") from None
             if not token:
                 break
         record = ListRecord(
@@ -413,10 +696,54 @@ class Soak:
             t_start=t_start,
             t_end=now(),
             rv=page_rvs[0],
-            items=items,
+            items=list(items),
             page_rvs=page_rvs,
+            field_selector=field_selector,
+            rv_param=rv_param,
+            match=match,
+            version=version,
         )
         self.lists.append(record)
+        return record
+
+    async def get_object(
+        self,
+        client: str,
+        *,
+        replica: Replica,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        rv_param: int | None,
+    ) -> GetRecord:
+        """A GET (consistent when ``rv_param`` is None), recorded for the checker; a 404 is an answer."""
+        version = self.rng.choice(VERSIONS[resource])
+        url = path(resource, namespace, name, version=version)
+        if rv_param is not None:
+            url += f"?resourceVersion={rv_param}"
+        t_start = now()
+        status, body, _ = await self.request(replica, "GET", url)
+        found = None
+        if status == 200:
+            try:
+                _, rv, token, fingerprint = item_of(resource, body, version)
+            except (KeyError, TypeError, ValueError) as err:
+                raise Failed(-1, f"malformed object: {err!r}: {body!r:.200}") from None
+            found = (rv, token, fingerprint)
+        elif status != 404:
+            raise Failed(*status_of(status, body))
+        record = GetRecord(
+            client=client,
+            replica=replica.name,
+            resource=resource,
+            key=short_key(resource, namespace, name),
+            t_start=t_start,
+            t_end=now(),
+            found=found,
+            rv_param=rv_param,
+            version=version,
+        )
+        self.gets.append(record)
         return record
 
     # -- writers --
@@ -434,6 +761,7 @@ class Soak:
             resource, ns, name = target = rng.choice(names)
             seq += 1
             token = f"h{index}-{seq}"
+            what, t_start = "get", now()
             try:
                 if state[target] == "unknown":
                     status, body, _ = await self.request(replica, "GET", path(resource, ns, name))
@@ -442,9 +770,9 @@ class Soak:
                     elif status == 404:
                         state[target] = None
                     else:
-                        raise Failed(status)
+                        raise Failed(*status_of(status, body))
                 current = state[target]
-                t_start = now()
+                what, t_start = "write", now()
                 obj = make_object(
                     resource, ns, name, labels=random_labels(rng), token=token, padding=self.p.padding
                 )
@@ -484,8 +812,9 @@ class Soak:
                     )
                     state[target] = None if op == "delete" else rev
                 else:
-                    raise Failed(status)
-            except Failed:
+                    raise Failed(*status_of(status, body))
+            except Failed as err:
+                self.failed(f"http-writer-{index}", replica, what, t_start, err)
                 self.stats.write_failures += 1
                 state[target] = "unknown"
                 replica = rng.choice(self.alive())
@@ -557,7 +886,8 @@ class Soak:
                             status, body, _ = await self.request(
                                 replica, "DELETE", path("flunders", BULK, name)
                             )
-                    except Failed:
+                    except Failed as err:
+                        self.failed("big-burst", replica, "write", t_start, err)
                         await asyncio.sleep(0.3)
                         continue
                     if status in (200, 201):
@@ -574,6 +904,7 @@ class Soak:
                             )
                         )
                         break
+                    self.failed("big-burst", replica, "write", t_start, Failed(*status_of(status, body)))
                     if status in (409, 404):
                         break  # an earlier attempt with an unknown outcome did it
                     await asyncio.sleep(0.3)
@@ -581,25 +912,57 @@ class Soak:
     # -- readers --
 
     async def reader(self, index: int) -> None:
+        """Lists of every kind (consistent, paged, resourceVersion=0, NotOlderThan, Exact) and GETs."""
         rng = random.Random(self.p.seed * 3000 + index)
         name = f"reader-{index}"
+        seen: list[int] = []  # resourceVersions of this reader's lists, for NotOlderThan and Exact
         while not self.stopping.is_set():
             await asyncio.sleep(0.2 + 0.3 * rng.random())
             resource = rng.choice(("flunders", "flunders", "fischers"))
             namespace = rng.choice((None, *NAMESPACES)) if NAMESPACED[resource] else None
-            selector = rng.choice((None, None, *SELECTORS))
-            limit = rng.choice((None, 5, 17))
             replica = rng.choice(self.alive())
+            roll = rng.random()
+            t_start = now()
             try:
-                await self.consistent_list(
+                if roll < 0.25:
+                    writer = rng.choice(("h", "d"))
+                    n = rng.randrange(self.p.http_writers if writer == "h" else self.p.direct_writers)
+                    ns = rng.choice(NAMESPACES) if NAMESPACED[resource] else None
+                    rv_param = rng.choice((None, None, 0, seen[-1] if seen else None))
+                    await self.get_object(
+                        name,
+                        replica=replica,
+                        resource=resource,
+                        namespace=ns,
+                        name=f"{writer}{n}-{rng.randrange(5)}",
+                        rv_param=rv_param,
+                    )
+                    continue
+                rv_param, match = None, None
+                if roll < 0.35:
+                    rv_param = 0
+                elif roll < 0.45 and seen:
+                    rv_param, match = seen[-1], rng.choice((None, "NotOlderThan"))
+                elif roll < 0.6 and seen:
+                    # Exact: a recent revision (from a snapshot or the window), or an older one (from
+                    # etcd, or 410 once compacted).
+                    rv_param, match = rng.choice((seen[-1], seen[max(0, len(seen) - 30)])), "Exact"
+                record = await self.list_objects(
                     name,
                     replica=replica,
                     resource=resource,
                     namespace=namespace,
-                    selector=selector,
-                    limit=limit,
+                    selector=rng.choice((None, None, *SELECTORS)),
+                    field_selector=rng.choice(
+                        (None,) * 8 + ("metadata.name!=h0-1", "metadata.namespace=ns1")
+                    ),
+                    limit=rng.choice((None, 5, 17)),
+                    rv_param=rv_param,
+                    match=match,
                 )
+                seen.append(record.rv)
             except Failed as err:
+                self.failed(name, replica, "get" if roll < 0.25 else "list", t_start, err)
                 self.stats.list_failures[err.code] += 1
                 await asyncio.sleep(0.3)
 
@@ -608,25 +971,30 @@ class Soak:
     async def open_watch(
         self, replica: Replica, url_path: str, *, rcvbuf: int | None = None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, bytes]:
-        """A raw HTTP/1.1 watch request; (reader, writer, status, error body if not 200)."""
+        """A raw HTTP/1.1 watch request; (reader, writer, status, error body if not 200).
+
+        Deadlines are ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11 the latter
+        loses a cancellation that arrives as the awaited read completes (gh-86296), and a watcher
+        whose cancellation was lost goes on watching, so the soak waited for it forever."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
         try:
-            await asyncio.wait_for(
-                asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", replica.port)), 5
-            )
+            async with asyncio.timeout(5):
+                await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", replica.port))
         except BaseException:
             sock.close()
             raise
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 22)
         try:
             writer.write(
-                f"GET {url_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n".encode()
+                f"GET {url_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+                f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode()
             )
             await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
+            async with asyncio.timeout(15):
+                head = await reader.readuntil(b"\r\n\r\n")
             status = int(head.split(b" ", 2)[1])
             if status == 200:
                 return reader, writer, status, b""
@@ -634,77 +1002,128 @@ class Soak:
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
-            body = await asyncio.wait_for(reader.readexactly(length), 15) if length else b""
+            async with asyncio.timeout(15):
+                body = await reader.readexactly(length) if length else b""
             writer.close()
             return reader, writer, status, body
         except BaseException:
             writer.close()
             raise
 
+    def observe(self, record: WatcherRecord, what: str, rv: int, *, in_order: bool = True) -> None:
+        """The watcher saw ``rv``; ``in_order``: it counts for the resourceVersion-order check (an
+        initial state's ADDEDs carry their objects' own, unordered, resourceVersions)."""
+        if in_order:
+            record.observed.append((what, rv))
+        self.reached[record.name] = max(self.reached[record.name], rv)
+
     async def watcher(self, record: WatcherRecord, home: int) -> None:
+        """A reflector-like client: start (a list, or a watch that begins with the current state, as
+        ``record.mode`` says), watch, re-watch from the last resourceVersion, start over on 410."""
         rng = random.Random(f"{record.name}-{self.p.seed}")
         current = home
-        rv: int | None = None
-        while not self.stopping.is_set():
+        rv: int | None = None  # None: start over
+        while True:  # until the soak cancels it, after the writers have stopped and it caught up
             replica = self.replicas[current]
-            if rv is None:
+            initial = ""
+            if rv is None and record.mode == "list":
+                t_start = now()
                 try:
-                    listed = await self.consistent_list(
+                    listed = await self.list_objects(
                         record.name,
                         replica=replica,
                         resource=record.resource,
                         namespace=record.namespace,
                         selector=record.selector,
+                        field_selector=record.field_selector,
                         limit=rng.choice((None, None, 50)),
                     )
                 except Failed as err:
+                    self.failed(record.name, replica, "list", t_start, err)
                     self.stats.list_failures[err.code] += 1
                     if err.code == 0:
                         current = 1 - current
                     await asyncio.sleep(0.3 + 0.3 * rng.random())
                     continue
                 rv = listed.rv
-                record.observed.append(("list", rv))
-            query = [f"watch=true&resourceVersion={rv}&allowWatchBookmarks=true"]
+                self.observe(record, "list", rv)
+            elif rv is None:
+                initial = record.mode
+            query = ["watch=true"]
+            if initial == "rv0":
+                query.append("resourceVersion=0")
+            elif initial == "send-initial":
+                query.append("sendInitialEvents=true&resourceVersionMatch=NotOlderThan")
+            elif not initial:
+                query.append(f"resourceVersion={rv}")
+            if record.bookmarks:
+                query.append("allowWatchBookmarks=true")
             if record.selector:
                 query.append("labelSelector=" + quote(record.selector))
+            if record.field_selector:
+                query.append("fieldSelector=" + quote(record.field_selector))
             if not record.slow:
                 query.append(f"timeoutSeconds={rng.randint(10, 40)}")
-            url = path(record.resource, record.namespace, version=rng.choice(VERSIONS[record.resource]))
-            url += "?" + "&".join(query)
+            version = rng.choice(VERSIONS[record.resource])
+            url = path(record.resource, record.namespace, version=version) + "?" + "&".join(query)
+            start_rev = 0 if initial else rv
+            assert start_rev is not None
+            t_start = now()
             try:
                 reader, writer, status, body = await self.open_watch(
                     replica, url, rcvbuf=4096 if record.slow else None
                 )
-            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as err:
+                self.failed(
+                    record.name, replica, "watch", t_start, Failed(0, type(err).__name__), rv=start_rev
+                )
                 current = 1 - current
                 self.stats.failovers += 1
                 await asyncio.sleep(0.2)
                 continue
+            except ValueError as err:
+                self.failed(record.name, replica, "watch", t_start, Failed(-1, f"malformed answer: {err}"))
+                await asyncio.sleep(0.2)
+                continue
             if status != 200:
-                code = 0
-                with contextlib.suppress(ValueError, AttributeError):
-                    code = int(json.loads(body).get("code", status))
+                try:
+                    answer = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    answer = None
+                code, reason = status_of(status, answer)
+                self.failed(record.name, replica, "watch", t_start, Failed(code, reason), rv=start_rev)
                 if code == 410:
                     rv = None
                     self.stats.relists += 1
                 await asyncio.sleep(0.3 + 0.3 * rng.random())
                 continue
-            segment = Segment(replica=replica.name, start_rev=rv)
+            segment = Segment(
+                replica=replica.name,
+                start_rev=start_rev,
+                initial=initial,
+                version=version,
+                t_start=t_start,
+                t_open=now(),
+            )
             record.segments.append(segment)
             self.stats.rewatches += 1
             try:
-                rv, relist = await self.read_watch(record, segment, reader, writer, rv)
+                resume, relist = await self.read_watch(record, segment, reader, writer, version)
             finally:
                 writer.close()
-            if relist:
-                rv = None
-                self.stats.relists += 1
+                segment.t_end = now()
+            if relist or (initial == "send-initial" and segment.initial_end < 0):
+                rv = None  # 410, or the initial state was cut short: start over
+                self.stats.relists += relist
+            elif resume is not None:
+                rv = resume
             if segment.end == "reset":
                 current = 1 - current
                 self.stats.failovers += 1
             elif segment.end == "closed":
                 current = home
+            elif segment.end in ("error", "malformed"):
+                await asyncio.sleep(0.3 + 0.3 * rng.random())
 
     async def read_watch(
         self,
@@ -712,13 +1131,19 @@ class Soak:
         segment: Segment,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        rv: int,
-    ) -> tuple[int, bool]:
-        """Read one watch stream into ``segment``; returns (last resourceVersion, relist?)."""
+        version: str,
+    ) -> tuple[int | None, bool]:
+        """Read one watch stream into ``segment``; returns (where to resume: the highest
+        resourceVersion seen, None for none; relist?)."""
         pending = b""
         episode: SlowEpisode | None = None
         episode_seen = 0
         resumed_at = 0.0
+        resume: int | None = None if segment.initial else segment.start_rev
+        # Until the initial-events-end bookmark (send-initial) or for the whole stream (rv0, unset:
+        # nothing marks the end of the initial state), events are not in resourceVersion order.
+        unordered = bool(segment.initial)
+        line = b""
         try:
             while True:
                 if (
@@ -729,22 +1154,25 @@ class Soak:
                 ):
                     episode_seen = self.slow_episode_id
                     episode = SlowEpisode(record.name, now(), 0.0, False, 0)
+                    self.slow_episodes.append(episode)  # t_end 0 while it lasts (and if the soak ends)
                     # Stop reading for real: the socket's (small) receive buffer fills, then the
                     # server's send buffer, and the server's writes block.
                     writer.transport.pause_reading()
                     # At least slow_pause seconds, and long enough for 3 buffers' worth of changes
-                    # to reach the server (faults may quiet the writers meanwhile).
+                    # to reach the server (faults may quiet the writers meanwhile); but reading
+                    # again before the server's write timeout would drop the connection, so that
+                    # what ends the stream is the server noticing the overflow.
                     wanted = self.flunder_writes() + 3 * self.p.watcher_buffer
-                    limit = episode.t_begin + 3 * self.p.slow_pause
+                    limit = episode.t_begin + min(3 * self.p.slow_pause, self.p.watch_write_timeout - 5)
                     while (now() < self.slow_until or self.flunder_writes() < wanted) and now() < limit:  # noqa: ASYNC110
                         await asyncio.sleep(0.2)
                     writer.transport.resume_reading()
                     episode.t_end = now()
                     resumed_at = time.monotonic()
-                    self.slow_episodes.append(episode)
                 if episode is not None and not episode.ended_by_server and time.monotonic() - resumed_at > 30:
                     episode = None  # not cut off: the checker reports it
                 size_line = await reader.readuntil(b"\r\n")
+                line = size_line
                 size = int(size_line.strip().split(b";")[0], 16)
                 if size == 0:
                     segment.end = "closed"
@@ -756,38 +1184,432 @@ class Soak:
                     if not line:
                         continue
                     t = now()
-                    msg = json.loads(line)
+                    msg = orjson.loads(line)
                     kind = msg["type"]
                     obj = msg["object"]
                     if kind == "ERROR":
-                        segment.end = "expired" if obj.get("code") == 410 else "error"
-                        return rv, obj.get("code") == 410
-                    new_rv = int(obj["metadata"]["resourceVersion"])
+                        code = obj.get("code")
+                        segment.end = "expired" if code == 410 else "error"
+                        segment.detail = line.decode("utf-8", "replace")
+                        if episode is not None:
+                            episode.ended_by_server = True  # with an error (a 410 after a reload)
+                        return resume, code == 410
                     if kind == "BOOKMARK":
+                        meta = obj["metadata"]
+                        new_rv = int(meta["resourceVersion"])
+                        if (meta.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
+                            segment.initial_end = len(segment.bookmarks)
+                            if segment.initial == "send-initial":
+                                unordered = False
                         segment.bookmarks.append(new_rv)
-                        record.observed.append(("bookmark", new_rv))
-                    else:
-                        key, _, token = item_of(record.resource, obj)
-                        segment.events.append(Event(new_rv, kind, key, token))
+                        segment.bookmark_at.append(len(segment.events))
+                        segment.bookmark_times.append(t)
+                        self.observe(record, "bookmark", new_rv)
+                    elif kind in ("ADDED", "MODIFIED", "DELETED"):
+                        key, new_rv, token, fingerprint = item_of(record.resource, obj, version)
+                        segment.events.append(Event(new_rv, kind, key, token, fingerprint))
                         segment.recv_times.append(t)
-                        record.observed.append(("event", new_rv))
+                        self.observe(record, "event", new_rv, in_order=not unordered)
                         if episode is not None:
                             episode.events_after_resume += 1
-                    rv = new_rv
-        except (asyncio.IncompleteReadError, OSError, ValueError, asyncio.LimitOverrunError):
+                    else:
+                        raise ValueError(f"unknown event type {kind!r}")
+                    resume = new_rv if resume is None else max(resume, new_rv)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
             segment.end = "reset"
         except asyncio.CancelledError:
             segment.end = "stopped"
             raise
+        except (ValueError, KeyError, TypeError, asyncio.LimitOverrunError) as err:
+            # Not a network failure: what the server sent is not a watch stream.
+            segment.end = "malformed"
+            segment.detail = f"{err!r}: {line[:300]!r}"
         if episode is not None:
             episode.ended_by_server = True
-        return rv, False
+        return resume, False
+
+    # -- the etcd front's clients --
+
+    async def etcd_list(
+        self,
+        client: str,
+        front: FrontClient,
+        *,
+        replica: Replica,
+        resource: str,
+        namespace: str | None,
+        revision: int = 0,
+        serializable: bool = False,
+        limit: int = 0,
+    ) -> ListRecord:
+        """A Range of the resource's (or namespace's) keys through ``replica``'s etcd front, in pages
+        of ``limit`` at the first page's revision as k8s.io/apiserver's GetList reads them: consistent
+        (``revision`` 0), serializable, or at ``revision``. Recorded for the checker as a list; a
+        failure raises Failed."""
+        key, end = etcd_range(resource, namespace)
+        t_start = now()
+        items: list[tuple[str, int, str | None, str]] = []
+        at, count, pages = revision, None, 0
+        while True:
+            request = rpc_pb2.RangeRequest(
+                key=key, range_end=end, limit=limit, revision=at, serializable=serializable and not at
+            )
+            try:
+                answer = await front.call(replica, "KV", "Range", request)
+            except RpcFailed as err:
+                raise failed_of(err, at or None) from None
+            pages += 1
+            at = at or int(answer.header.revision)
+            count = int(answer.count) if count is None else count
+            try:
+                items.extend(front_item(kv) for kv in answer.kvs)
+            except (ValueError, TypeError) as err:
+                raise Failed(-1, f"malformed Range: {err!r}") from None
+            if not answer.more or not answer.kvs:
+                break
+            key = answer.kvs[-1].key + b"\0"
+        record = ListRecord(
+            client=client,
+            replica=replica.name,
+            resource=resource,
+            namespace=namespace,
+            selector=None,
+            t_start=t_start,
+            t_end=now(),
+            rv=at,
+            items=list(items),
+            page_rvs=[at] * pages,
+            rv_param=revision if revision or serializable else None,
+            match="Exact" if revision else None,
+            version="etcd",
+            raw=True,
+            count=count,
+        )
+        self.lists.append(record)
+        return record
+
+    async def etcd_watcher(self, record: WatcherRecord, home: int) -> None:
+        """An etcd client watching through the front as k8s.io/apiserver's cacher does: a Range of its
+        prefix (the reflector's list), then Watch(prefix, start_revision = that revision + 1,
+        prev_kv, progress_notify), asking for progress now and then (as its consistent reads do).
+        After a broken stream it watches again from its last revision + 1, on the other replica (as
+        clientv3 fails over); after a compacted cancel it lists again (the reflector's relist on the
+        410 the cacher makes of it)."""
+        rng = random.Random(f"{record.name}-{self.p.seed}")
+        front = FrontClient()
+        current = home
+        rv: int | None = None  # None: list again
+        try:
+            while True:  # until the soak cancels it, after the writers have stopped and it caught up
+                replica = self.replicas[current]
+                if rv is None:
+                    t_start = now()
+                    try:
+                        listed = await self.etcd_list(
+                            record.name,
+                            front,
+                            replica=replica,
+                            resource=record.resource,
+                            namespace=record.namespace,
+                            limit=rng.choice((0, 0, 50)),
+                        )
+                    except Failed as err:
+                        self.failed(record.name, replica, "list", t_start, err, protocol="etcd")
+                        self.stats.list_failures[err.code] += 1
+                        if err.code == 0:
+                            current = 1 - current
+                        await asyncio.sleep(0.3 + 0.3 * rng.random())
+                        continue
+                    rv = listed.rv
+                    self.observe(record, "list", rv)
+                end, resume = await self.etcd_watch(record, front, replica, rv, rng)
+                if end == "retry":
+                    continue  # its token was refused: authenticated again
+                if end == "expired":
+                    rv = None
+                    self.stats.relists += 1
+                    continue
+                rv = resume
+                if end in ("reset", "unanswered"):
+                    current = 1 - current
+                    self.stats.failovers += 1
+                    await asyncio.sleep(0.2)
+                elif end != "closed":
+                    await asyncio.sleep(0.3 + 0.3 * rng.random())
+        finally:
+            await front.close()
+            self.stats.reauthentications += front.reauthentications
+
+    async def etcd_watch(
+        self, record: WatcherRecord, front: FrontClient, replica: Replica, rv: int, rng: random.Random
+    ) -> tuple[str, int]:
+        """One Watch of ``record``'s prefix from ``rv`` + 1 on ``replica``; (how it ended: a segment's
+        end, ``unanswered`` (no watch was created), ``failed`` or ``retry``; the revision to resume
+        after)."""
+        key, end = etcd_range(record.resource, record.namespace)
+        t_start = now()
+        try:
+            client = await front.client(replica)
+        except RpcFailed as err:
+            return self.etcd_watch_refused(record, front, replica, err, t_start=t_start, rv=rv)
+        async with client.watch_stream() as stream:
+            try:
+                await stream.create(key, end, start_revision=rv + 1, prev_kv=True, progress_notify=True)
+                async with asyncio.timeout(15):
+                    created = await stream.call.read()
+                if created is grpc.aio.EOF:
+                    raise RpcFailed(await stream.call.code(), await stream.call.details() or "")
+            except grpc.aio.AioRpcError as err:
+                return self.etcd_watch_refused(
+                    record, front, replica, rpc_failed(err), t_start=t_start, rv=rv
+                )
+            except TimeoutError:
+                no_answer = RpcFailed(
+                    grpc.StatusCode.UNAVAILABLE, "no answer to the watch's creation in 15 s"
+                )
+                return self.etcd_watch_refused(record, front, replica, no_answer, t_start=t_start, rv=rv)
+            except RpcFailed as err:
+                return self.etcd_watch_refused(record, front, replica, err, t_start=t_start, rv=rv)
+            if created.canceled:  # created and cancelled at once: compacted (a 410), or refused
+                code = 410 if created.compact_revision > rv + 1 else 500
+                reason = f"cancelled: compact_revision {created.compact_revision} {created.cancel_reason}"
+                failed = Failed(code, reason, rv)
+                self.failed(record.name, replica, "watch", t_start, failed, protocol="etcd")
+                return ("expired" if code == 410 else "failed"), rv
+            segment = Segment(
+                replica=replica.name, start_rev=rv, version="etcd", t_start=t_start, t_open=now()
+            )
+            record.segments.append(segment)
+            self.stats.rewatches += 1
+            progress = asyncio.create_task(
+                self.etcd_request_progress(stream, rng), name=f"{record.name}-progress"
+            )
+            try:
+                return await self.read_etcd_watch(record, segment, stream.call, created.watch_id, rv)
+            finally:
+                progress.cancel()
+                await asyncio.gather(progress, return_exceptions=True)
+                segment.t_end = now()
+
+    def etcd_watch_refused(
+        self,
+        record: WatcherRecord,
+        front: FrontClient,
+        replica: Replica,
+        err: RpcFailed,
+        *,
+        t_start: float,
+        rv: int,
+    ) -> tuple[str, int]:
+        """A Watch that failed before it was created: a refused token is authenticated again (``retry``);
+        anything else is recorded."""
+        if front.refused(replica, err):
+            return "retry", rv
+        failed = failed_of(err, rv)
+        self.failed(record.name, replica, "watch", t_start, failed, protocol="etcd")
+        return ("unanswered" if failed.code == 0 else "failed"), rv
+
+    async def etcd_request_progress(self, stream: Any, rng: random.Random) -> None:
+        """A RequestProgress every few seconds (k8s.io/apiserver sends one for a consistent read from
+        its cache): its answer (``watch_id -1``) is a bookmark of every watch of the stream."""
+        with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            while True:
+                await asyncio.sleep(2 + 4 * rng.random())
+                await stream.request_progress()
+
+    async def read_etcd_watch(
+        self, record: WatcherRecord, segment: Segment, call: Any, watch_id: int, rv: int
+    ) -> tuple[str, int]:
+        """Read one etcd watch stream into ``segment``; (its end, the revision to resume after)."""
+        resume = rv
+        try:
+            while True:
+                answer = await call.read()
+                if answer is grpc.aio.EOF:
+                    code = await call.code()
+                    segment.end = "reset" if code == grpc.StatusCode.UNAVAILABLE else "error"
+                    segment.detail = f"{code.name}: {await call.details()}"
+                    return segment.end, resume
+                t = now()
+                if answer.watch_id == -1 and not answer.events:
+                    # A RequestProgress answer: every event up to its revision has been sent.
+                    self.etcd_bookmark(record, segment, int(answer.header.revision), t)
+                elif answer.watch_id != watch_id or answer.created:
+                    raise ValueError(f"an answer of another watch, or a second created: {answer}")
+                elif answer.canceled:
+                    segment.detail = f"compact_revision {answer.compact_revision}: {answer.cancel_reason}"
+                    if not answer.compact_revision:
+                        segment.end = "error"
+                    elif answer.compact_revision <= resume + 1:
+                        segment.end = "error"
+                        segment.detail = (
+                            f"cancelled as compacted at {answer.compact_revision}, but the watch is at "
+                            f"{resume + 1}: {answer.cancel_reason}"
+                        )
+                    else:
+                        segment.end = "expired"
+                    return segment.end, resume
+                elif answer.events:
+                    for event in answer.events:
+                        got = front_event(event)
+                        segment.events.append(got)
+                        segment.recv_times.append(t)
+                        self.observe(record, "event", got.rev)
+                        resume = max(resume, got.rev)
+                else:  # a progress notification
+                    self.etcd_bookmark(record, segment, int(answer.header.revision), t)
+        except grpc.aio.AioRpcError as err:
+            segment.end = "reset" if err.code() == grpc.StatusCode.UNAVAILABLE else "error"
+            segment.detail = f"{err.code().name}: {err.details()}"
+        except asyncio.CancelledError:
+            segment.end = "stopped"
+            raise
+        except (ValueError, KeyError, TypeError) as err:
+            segment.end = "malformed"
+            segment.detail = repr(err)[:300]
+        return segment.end, resume
+
+    def etcd_bookmark(self, record: WatcherRecord, segment: Segment, revision: int, t: float) -> None:
+        segment.bookmarks.append(revision)
+        segment.bookmark_at.append(len(segment.events))
+        segment.bookmark_times.append(t)
+        self.observe(record, "bookmark", revision)
+
+    async def etcd_writer(self, index: int) -> None:
+        """Writes through the etcd front as k8s.io/apiserver's etcd3 store makes them: create as
+        ``Txn(If ModRevision(k)==0 Then Put)``, GuaranteedUpdate and delete as
+        ``Txn(If ModRevision(k)==rev Then Put|DeleteRange(prev_kv) Else Get)``, taking the current
+        revision from the Get when the compare failed (and from a Range after an unknown outcome)."""
+        rng = random.Random(self.p.seed * 4000 + index)
+        name = f"etcd-writer-{index}"
+        targets = [("flunders", ns, f"e{index}-{n}") for ns in NAMESPACES for n in range(4)] + [
+            ("fischers", None, f"e{index}-{n}") for n in range(5)
+        ]
+        state: dict[tuple[str, str | None, str], int | None] = {}  # absent: unknown
+        front = FrontClient()
+        replica = self.replicas[index % len(self.replicas)]
+        seq = 0
+        try:
+            while not self.stopping.is_set():
+                await asyncio.sleep(self.p.write_interval * (0.5 + rng.random()))
+                target = rng.choice(targets)
+                resource, ns, obj_name = target
+                key = etcd_key(resource, ns, obj_name)
+                seq += 1
+                token = f"e{index}-{seq}"
+                t_start = now()
+                try:
+                    if target not in state:
+                        found = await front.call(replica, "KV", "Range", rpc_pb2.RangeRequest(key=key))
+                        state[target] = int(found.kvs[0].mod_revision) if found.kvs else None
+                    current = state[target]
+                    t_start = now()
+                    obj = make_object(
+                        resource, ns, obj_name, labels=random_labels(rng), token=token, padding=self.p.padding
+                    )
+                    obj["metadata"]["uid"] = str(uuid.uuid4())
+                    put = rpc_pb2.RequestOp(
+                        request_put=rpc_pb2.PutRequest(key=key, value=json.dumps(obj).encode())
+                    )
+                    get = rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))
+                    modified = rpc_pb2.Compare(
+                        result=rpc_pb2.Compare.EQUAL,
+                        target=rpc_pb2.Compare.MOD,
+                        key=key,
+                        mod_revision=current or 0,
+                    )
+                    if current is None:
+                        op, txn = "put", rpc_pb2.TxnRequest(compare=[modified], success=[put])
+                    elif rng.random() < 0.15:
+                        delete = rpc_pb2.RequestOp(
+                            request_delete_range=rpc_pb2.DeleteRangeRequest(key=key, prev_kv=True)
+                        )
+                        op, txn = (
+                            "delete",
+                            rpc_pb2.TxnRequest(compare=[modified], success=[delete], failure=[get]),
+                        )
+                    else:
+                        op, txn = "put", rpc_pb2.TxnRequest(compare=[modified], success=[put], failure=[get])
+                    answer = await front.call(replica, "KV", "Txn", txn)
+                except RpcFailed as err:
+                    failed = failed_of(err)
+                    self.failed(name, replica, "write", t_start, failed, protocol="etcd")
+                    self.stats.write_failures += 1
+                    state.pop(target, None)  # the outcome is unknown: read it again
+                    if failed.code == 0:
+                        replica = self.replicas[1 - self.replicas.index(replica)]
+                    await asyncio.sleep(0.3)
+                    continue
+                if answer.succeeded:
+                    rev = int(answer.header.revision)
+                    self.record_write(
+                        WriteRecord(
+                            t_start=t_start,
+                            t_ack=now(),
+                            rev=rev,
+                            resource=resource,
+                            key=short_key(resource, ns, obj_name),
+                            op=op,
+                            token=None if op == "delete" else token,
+                            via=f"{name}@{replica.name}",
+                        )
+                    )
+                    state[target] = None if op == "delete" else rev
+                elif answer.responses:  # the compare failed: the Get says what is there now
+                    kvs = answer.responses[0].response_range.kvs
+                    state[target] = int(kvs[0].mod_revision) if kvs else None
+                else:  # a create that found the key (an earlier unknown outcome made it)
+                    state.pop(target, None)
+        finally:
+            await front.close()
+            self.stats.reauthentications += front.reauthentications
+
+    async def etcd_reader(self, index: int) -> None:
+        """Ranges through the etcd front: consistent (some paged), serializable, and at a revision it
+        saw (a recent one, or an older one: from the window, from etcd, or compacted)."""
+        rng = random.Random(self.p.seed * 5000 + index)
+        name = f"etcd-reader-{index}"
+        front = FrontClient()
+        seen: list[int] = []
+        try:
+            while not self.stopping.is_set():
+                await asyncio.sleep(0.2 + 0.3 * rng.random())
+                resource = rng.choice(("flunders", "flunders", "fischers"))
+                namespace = rng.choice((None, *NAMESPACES)) if NAMESPACED[resource] else None
+                replica = rng.choice(self.alive())
+                roll = rng.random()
+                revision = 0
+                if roll > 0.7 and seen:
+                    revision = rng.choice((seen[-1], seen[max(0, len(seen) - 30)]))
+                t_start = now()
+                try:
+                    record = await self.etcd_list(
+                        name,
+                        front,
+                        replica=replica,
+                        resource=resource,
+                        namespace=namespace,
+                        revision=revision,
+                        serializable=0.5 < roll <= 0.7,
+                        limit=rng.choice((0, 5, 17)),
+                    )
+                except Failed as err:
+                    self.failed(name, replica, "list", t_start, err, protocol="etcd")
+                    self.stats.list_failures[err.code] += 1
+                    await asyncio.sleep(0.3)
+                    continue
+                seen.append(record.rv)
+        finally:
+            await front.close()
+            self.stats.reauthentications += front.reauthentications
 
     # -- faults --
 
-    def fault(self, kind: str, started: float) -> None:
+    def fault(self, kind: str, started: float, replica: Replica | None = None) -> None:
+        """A fault is over: its window excuses delays and errors (of one replica's clients only,
+        when it is a fault of one replica)."""
         self.stats.faults[kind] += 1
-        self.fault_windows.append((started, now(), kind))
+        self.fault_windows.append((started, now(), kind if replica is None else f"{kind}@{replica.name}"))
         log.info("fault %s done (%.1f s)", kind, now() - started)
 
     async def kill_leader(self) -> None:
@@ -824,8 +1646,62 @@ class Soak:
         # Never past what the history recorder has: the truth must survive compaction.
         revision = self.recorder.last_rev
         await self.etcd.compact(revision)
+        self.compactions.append((now(), revision))
         log.info("compacted etcd at %d", revision)
         self.fault("compact", started)
+
+    async def compact_past_stopped_replica(self) -> None:
+        """Compact etcd past a replica's caches while it cannot hear of it: stop the replica
+        (SIGSTOP), let etcd drop its connections (keepalive), write, compact, continue it (SIGCONT).
+        Its caches must reload from a fresh list, and every watch open on it must end with a 410."""
+        started = now()
+        replica = self.replicas[1]
+        relists = await self.relists_of(replica)
+        replica.signal(signal.SIGSTOP)
+        stopped = now()
+        try:
+            await asyncio.sleep(self.p.relist_pause)
+            # Two revisions past anything it has seen: it must resume from a compacted one.
+            for _ in range(2):
+                for _attempt in range(50):
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        filler = await self.etcd.put(FILLER_KEY, b"")
+                        break
+                    await asyncio.sleep(0.1)
+            await self.recorder.wait_for(filler)
+            revision = self.recorder.last_rev
+            await self.etcd.compact(revision)
+            self.compactions.append((now(), revision))
+            log.info("compacted etcd at %d past %s", revision, replica.name)
+        finally:
+            replica.signal(signal.SIGCONT)
+        resumed = now()
+        self.forced_relists.append((replica.name, stopped, resumed, revision))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if await self.relists_of(replica) > relists:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            self.violation(
+                "coverage",
+                replica.name,
+                "did not reload its caches within 30 s after etcd was compacted past them",
+            )
+        self.fault("compact-past-stopped-replica", started, replica)
+
+    async def relists_of(self, replica: Replica) -> float:
+        """The replica's count of cache reloads (``watchcache_relists_total``), -1 if unknown."""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self.session.get(
+                replica.url + "/metrics", timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                total = 0.0
+                for line in (await resp.text()).splitlines():
+                    if line.startswith("watchcache_relists_total"):
+                        total += float(line.rsplit(" ", 1)[1])
+                return total
+        return -1.0
 
     async def restart_replica(self) -> None:
         started = now()
@@ -833,7 +1709,7 @@ class Soak:
         await replica.stop()
         await asyncio.sleep(2)
         await replica.start(self.session)
-        self.fault("restart-watchcache-replica", started)
+        self.fault("restart-watchcache-replica", started, replica)
 
     async def burst(self) -> None:
         started = now()
@@ -981,7 +1857,10 @@ class Soak:
             if rcvbuf:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.connect(("127.0.0.1", replica.port))
-            sock.sendall(f"GET {url}{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.sendall(
+                f"GET {url}{query} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode()
+            )
             ports[kind].add(sock.getsockname()[1])
             return sock
 
@@ -991,7 +1870,7 @@ class Soak:
         stuck += [connect("stop-reading+timeoutSeconds", "&timeoutSeconds=5") for _ in range(stop_n)]
         resets = [connect("reset", rcvbuf=None) for _ in range(reset_n)]
         child = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-c", _VANISHING_CLIENT, str(replica.port), url, str(kill_n)],
+            [sys.executable, "-c", _VANISHING_CLIENT, str(replica.port), url, str(kill_n), TOKEN],
             stdout=subprocess.PIPE,
             start_new_session=True,
         )
@@ -1043,6 +1922,7 @@ class Soak:
             self.burst,
             self.pause_member,
             self.compact,
+            self.compact_past_stopped_replica,
             self.restart_replica,
             self.restart_all,
             self.burst,
@@ -1066,10 +1946,21 @@ class Soak:
 
     async def run(self) -> dict[str, Any]:
         p = self.p
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=AUTH)
         for old in self.workdir.glob("replica-*.log"):
             old.unlink()
-        self.cluster = EtcdCluster(3, extra_args=["--heartbeat-interval=50", "--election-timeout=500"])
+        self.cluster = EtcdCluster(
+            3,
+            extra_args=[
+                "--heartbeat-interval=50",
+                "--election-timeout=500",
+                # etcd pings its clients every second and drops a connection whose client has not
+                # answered for 2 s: so a stopped replica loses its etcd watches (and misses the
+                # compaction in compact_past_stopped_replica).
+                "--grpc-keepalive-interval=1s",
+                "--grpc-keepalive-timeout=2s",
+            ],
+        )
         tasks: list[asyncio.Task[Any]] = []
         started = time.monotonic()
         try:
@@ -1090,27 +1981,47 @@ class Soak:
                 str(p.window),
                 "--watch-write-timeout",
                 str(p.watch_write_timeout),
+                "--watch-bookmark-interval",
+                str(p.bookmark_interval),
+                "--etcd-progress-notify-interval",
+                str(p.progress_interval),
                 "--log-level",
                 "warning",
             ]
-            ports = [free_port(), free_port()]
             self.replicas = [
-                Replica(f"replica-{c}", ports[i], args, self.workdir / f"replica-{c}.log")
-                for i, c in enumerate("ab")
+                Replica(f"replica-{c}", free_port(), free_port(), args, self.workdir / f"replica-{c}.log")
+                for c in "ab"
             ]
             for replica in self.replicas:
                 await replica.start(self.session)
             idle_before = sorted(self.replicas[0].fds() for _ in range(3))[1]
             start_rev, initial = await self.etcd.range_prefix(PREFIX.encode() + b"/")
-            self.recorder = Recorder(self.etcd, PREFIX.encode() + b"/", start_rev)
+            self.recorder = Recorder(self.etcd, PREFIX.encode() + b"/", start_rev, clock=now)
             tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
             tasks.append(asyncio.create_task(self.monitor(), name="monitor"))
             workers: list[asyncio.Task[Any]] = []
-            workers += [asyncio.create_task(self.http_writer(i)) for i in range(p.http_writers)]
-            workers += [asyncio.create_task(self.direct_writer(i)) for i in range(p.direct_writers)]
-            workers += [asyncio.create_task(self.reader(i)) for i in range(p.readers)]
+            workers += [
+                asyncio.create_task(self.http_writer(i), name=f"http-writer-{i}")
+                for i in range(p.http_writers)
+            ]
+            workers += [
+                asyncio.create_task(self.direct_writer(i), name=f"direct-writer-{i}")
+                for i in range(p.direct_writers)
+            ]
+            workers += [asyncio.create_task(self.reader(i), name=f"reader-{i}") for i in range(p.readers)]
+            workers += [
+                asyncio.create_task(self.etcd_writer(i), name=f"etcd-writer-{i}")
+                for i in range(p.etcd_writers)
+            ]
+            workers += [
+                asyncio.create_task(self.etcd_reader(i), name=f"etcd-reader-{i}")
+                for i in range(p.etcd_readers)
+            ]
             watch_tasks = [
-                asyncio.create_task(self.watcher(w, i % 2)) for i, w in enumerate(self.make_watchers())
+                asyncio.create_task(
+                    (self.etcd_watcher if w.protocol == "etcd" else self.watcher)(w, i % 2), name=w.name
+                )
+                for i, w in enumerate(self.make_watchers())
             ]
             log.info("running %d watchers; faults for %.0f s", len(watch_tasks), p.duration)
             await asyncio.sleep(3)
@@ -1120,13 +2031,12 @@ class Soak:
             if self.half_open_task is not None:
                 await self.half_open_task
             self.stopping.set()
-            await asyncio.gather(*workers)
-            await asyncio.sleep(2)  # let in-flight events arrive
-            for task in watch_tasks:
-                task.cancel()
-            await asyncio.gather(*watch_tasks, return_exceptions=True)
+            self.reap(workers, await asyncio.gather(*workers, return_exceptions=True))
+            await self.catch_up(start_rev, initial)
+            t_stop = now()
+            await self.cancel_watchers(watch_tasks)
             await self.session.close()  # the readers' and writers' pooled connections too
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=AUTH)
             await asyncio.sleep(3)
             self.stats.fd["idle_before"] = idle_before
             self.stats.fd["idle_after"] = sorted(self.replicas[0].fds() for _ in range(3))[1]
@@ -1149,9 +2059,9 @@ class Soak:
         elapsed = time.monotonic() - started
         history = History(
             truth=self.recorder.events,
-            initial=[(kv.key.decode(), int(kv.mod_revision), kv.value.decode()) for kv in initial],
+            initial=key_values(initial),
             start_rev=start_rev,
-            final_state=[(kv.key.decode(), int(kv.mod_revision), kv.value.decode()) for kv in final],
+            final_state=key_values(final),
             final_rev=final_rev,
             prefix=f"{PREFIX}/{GROUP}",
             writes=self.writes,
@@ -1159,20 +2069,137 @@ class Soak:
             lists=self.lists,
             slow_episodes=self.slow_episodes,
             fault_windows=self.fault_windows,
+            truth_times=self.recorder.times,
+            gets=self.gets,
+            requests=self.requests,
+            loads=[load for replica in self.replicas for load in replica.loads],
+            compactions=self.compactions,
+            forced_relists=self.forced_relists,
+            client_errors=self.client_errors,
+            t_stop=t_stop,
+            settings={
+                "window": p.window,
+                "bookmark_interval": p.bookmark_interval,
+                "watcher_buffer": p.watcher_buffer,
+            },
         )
         (self.workdir / "history.json").write_text(history.to_json())
-        report = check(history, namespaced=NAMESPACED)
+        report = check(history, namespaced=NAMESPACED, bounds=p.bounds)
+        self.coverage(report)
         if self.recorder.gap:
             report.add("truth", "recorder", self.recorder.gap)
         for kind, who, detail in self.stats.extra_violations:
             report.add(kind, who, detail)
         return self.summary(history, report, elapsed, metrics)
 
+    def reap(self, tasks: list[asyncio.Task[Any]], results: list[Any]) -> None:
+        """A client task that died is a finding, not noise."""
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                detail = f"task {task.get_name()} died: {result!r}"
+                log.error("%s", detail)
+                self.client_errors.append((task.get_name(), detail))
+
+    async def cancel_watchers(self, tasks: list[asyncio.Task[Any]], within: float = 30.0) -> None:
+        """Cancel the watchers and wait for them; one that is still running ``within`` seconds later
+        is a finding (a ``client`` violation), never a soak that waits forever."""
+        for task in tasks:
+            task.cancel()
+        _, running = await asyncio.wait(tasks, timeout=within)
+        for task in running:
+            detail = f"task {task.get_name()} still running {within:g} s after it was cancelled"
+            log.error("%s", detail)
+            self.client_errors.append((task.get_name(), detail))
+        stopped = [task for task in tasks if task.done()]
+        self.reap(stopped, [task.exception() if not task.cancelled() else None for task in stopped])
+
+    async def catch_up(self, start_rev: int, initial: list[Any]) -> None:
+        """The writers have stopped: give every watcher (but the deliberately slow ones) up to
+        ``catch_up`` seconds to reach etcd's last revision for its filter. The checker judges
+        whether each did, and how late each change arrived."""
+        started = time.monotonic()
+        revision = await self.etcd.revision()
+        await self.recorder.wait_for(revision)
+        truth = Truth(
+            History(
+                truth=list(self.recorder.events),
+                initial=key_values(initial),
+                start_rev=start_rev,
+                final_state=None,
+                final_rev=revision,
+                prefix=f"{PREFIX}/{GROUP}",
+            ),
+            NAMESPACED,
+        )
+        targets = {}
+        for watcher in self.watchers:
+            _, expected = truth.expected(watcher.filter)
+            if expected and not watcher.slow:
+                targets[watcher.name] = expected[-1].rev
+        while time.monotonic() - started < self.p.catch_up:
+            if all(self.reached[name] >= rev for name, rev in targets.items()):
+                break
+            await asyncio.sleep(0.2)
+        self.stats.catch_up_s = round(time.monotonic() - started, 1)
+        behind = [name for name, rev in targets.items() if self.reached[name] < rev]
+        if behind:
+            log.warning(
+                "%d watchers did not catch up within %g s: %s", len(behind), self.p.catch_up, behind[:5]
+            )
+
+    def coverage(self, report: Report) -> None:
+        """Every path the README claims was exercised (else a bug there could not have been seen)."""
+        gaps = []
+        if not report.bookmarks_checked:
+            gaps.append("no bookmark was received")
+        for mode in ("rv0", "unset", "send-initial"):
+            if not report.initial_segments[mode]:
+                gaps.append(f"no {mode} watch ran")
+        if not any(w.field_selector and w.segments for w in self.watchers):
+            gaps.append("no watch with a fieldSelector ran")
+        for kind in ("consistent", "rv0", "NotOlderThan", "Exact"):
+            if not report.list_kinds[kind]:
+                gaps.append(f"no {kind} list succeeded")
+        if not report.gets_checked:
+            gaps.append("no GET succeeded")
+        if not any(e.ended_by_server for e in self.slow_episodes):
+            gaps.append("no slow watcher was cut off")
+        if not self.forced_relists or not report.forced_relist_expired:
+            gaps.append("no watch was ended by a 410 after a replica reloaded its caches")
+        front = [s for w in self.watchers if w.protocol == "etcd" for s in w.segments]
+        if not any(s.events for s in front):
+            gaps.append("no etcd-front watch received an event")
+        if not any(s.bookmarks for s in front):
+            gaps.append("no etcd-front watch received a progress notification")
+        if not any(
+            s.end == "expired" and s.replica == replica and s.t_open < stopped
+            for s in front
+            for replica, stopped, _, _ in self.forced_relists
+        ):
+            gaps.append("no etcd-front watch was cancelled as compacted when a replica reloaded its caches")
+        if not any(w.via.startswith("etcd-writer") for w in self.writes):
+            gaps.append("no write through the etcd front was acknowledged")
+        ranges = [r for r in self.lists if r.raw]
+        for kind, present in (
+            ("consistent", any(r.rv_param is None for r in ranges)),
+            ("serializable", any(r.rv_param == 0 for r in ranges)),
+            ("past-revision", any(r.match == "Exact" for r in ranges)),
+        ):
+            if not present:
+                gaps.append(f"no {kind} Range through the etcd front succeeded")
+        for gap in gaps:
+            report.add("coverage", "soak", gap)
+
     def make_watchers(self) -> list[WatcherRecord]:
+        """Filters drawn at random; how each starts and what it asks for, in fixed proportions, so
+        that a short soak has every kind: of every 10, one begins with resourceVersion=0, one without
+        resourceVersion, two with sendInitialEvents, the rest with a list; one of every 10 does not
+        ask for bookmarks; one of every 12 uses a fieldSelector."""
         rng = self.rng
         out = []
         for i in range(self.p.watchers):
             slow = i < self.p.slow_watchers
+            fields = None
             if slow:
                 resource, ns, sel = "flunders", None, None
             else:
@@ -1187,7 +2214,33 @@ class Soak:
                     resource, ns, sel = "flunders", rng.choice(NAMESPACES), rng.choice(SELECTORS)
                 else:
                     resource, ns, sel = "fischers", None, rng.choice((None, *SELECTORS))
-            out.append(WatcherRecord(f"watcher-{i}{'-slow' if slow else ''}", resource, ns, sel, slow))
+                if i % 12 == 5:
+                    fields = rng.choice(
+                        ("metadata.name=h0-1", "metadata.name!=d0-2", "metadata.namespace=ns2")
+                        if resource == "flunders"
+                        else ("metadata.name=d1-1", "metadata.name!=h0-3")
+                    )
+            mode = (
+                "list"
+                if slow
+                else {0: "rv0", 1: "unset", 2: "send-initial", 3: "send-initial"}.get(i % 10, "list")
+            )
+            record = WatcherRecord(
+                f"watcher-{i}{'-slow' if slow else ''}",
+                resource,
+                ns,
+                sel,
+                slow,
+                field_selector=fields,
+                mode=mode,
+                bookmarks=slow or mode == "send-initial" or i % 10 != 7,
+            )
+            out.append(record)
+        # The etcd front's watchers: of one resource's keys (two in three) or of one namespace's.
+        for j in range(self.p.etcd_watchers):
+            resource = ("fischers", "flunders", "flunders")[j % 3]
+            namespace = NAMESPACES[j % len(NAMESPACES)] if j % 3 == 2 else None
+            out.append(WatcherRecord(f"etcd-watcher-{j}", resource, namespace, None, False, protocol="etcd"))
         self.watchers = out
         return out
 
@@ -1224,7 +2277,10 @@ class Soak:
                 "watcher_buffer": self.p.watcher_buffer,
                 "watch_cache_size": self.p.window,
                 "watch_write_timeout_s": self.p.watch_write_timeout,
+                "bookmark_interval_s": self.p.bookmark_interval,
                 "big_object_bytes": self.p.big_size,
+                "delivery_bound_s": self.p.bounds.delivery,
+                "recovery_bound_s": self.p.bounds.recovery,
                 "seed": self.p.seed,
             },
             "wall_clock_s": round(elapsed, 1),
@@ -1234,8 +2290,23 @@ class Soak:
             "events_delivered": count_delivered(history.watchers),
             "watch_segments": report.segments_checked,
             "segments_ended_410": report.expired_segments,
-            "consistent_lists_checked": report.lists_checked,
+            "bookmarks_checked": report.bookmarks_checked,
+            "initial_state_watches": dict(report.initial_segments),
+            "field_selector_watches": sum(len(w.segments) for w in history.watchers if w.field_selector),
+            "lists_checked": report.lists_checked,
+            "list_kinds": dict(report.list_kinds),
+            "gets_checked": report.gets_checked,
             "list_failures": dict(self.stats.list_failures),
+            "failed_requests": dict(Counter(f"{r.op} {r.code}" for r in history.requests)),
+            "answers_410_justified": report.answers_410,
+            "errors_explained_by_faults": report.errors_explained,
+            "forced_relist_410s": report.forced_relist_expired,
+            "liveness": {
+                "changes_owed": report.owed,
+                "late": report.late,
+                "catch_up_s": self.stats.catch_up_s,
+                "delivery_outside_faults": report.delay_summary(),
+            },
             "relists_after_410": self.stats.relists,
             "failovers": self.stats.failovers,
             "faults": dict(self.stats.faults),
@@ -1245,26 +2316,53 @@ class Soak:
             "peak_rss_mib": {r.name: round(r.peak_hwm_kib / 1024, 1) for r in self.replicas},
             "no_quorum": self.stats.graceful,
             "fd": self.stats.fd,
-            "slow_episodes": len(history.slow_episodes),
-            "slow_cut_off": sum(1 for e in history.slow_episodes if e.ended_by_server),
+            "slow_episodes": sum(1 for e in history.slow_episodes if e.t_end),
+            "slow_cut_off": sum(1 for e in history.slow_episodes if e.t_end and e.ended_by_server),
+            "slow_not_judged": report.slow_unjudged,
             "latency_p99_s": {
                 "during_slow_episodes": report.latency_p99_slow,
                 "outside": report.latency_p99_calm,
                 "samples": report.latency_samples,
             },
             "recorder_restarts": self.recorder.restarts,
+            "etcd_front": self.front_summary(history),
             "metrics": metrics,
+        }
+
+    def front_summary(self, history: History) -> dict[str, Any]:
+        """What the etcd front's clients did (all of it checked with the rest)."""
+        watchers = [w for w in history.watchers if w.protocol == "etcd"]
+        segments = [s for w in watchers for s in w.segments]
+        ranges = [r for r in history.lists if r.raw]
+        return {
+            "watchers": len(watchers),
+            "watch_segments": len(segments),
+            "events_delivered": sum(len(s.events) for s in segments),
+            "progress_notifications": sum(len(s.bookmarks) for s in segments),
+            "compacted_cancels": sum(1 for s in segments if s.end == "expired")
+            + sum(1 for r in history.requests if r.protocol == "etcd" and r.op == "watch" and r.code == 410),
+            "writes_acknowledged": sum(1 for w in history.writes if w.via.startswith("etcd-writer")),
+            "ranges": dict(
+                Counter(
+                    "consistent" if r.rv_param is None else "serializable" if r.rv_param == 0 else "revision"
+                    for r in ranges
+                )
+            ),
+            "failed_requests": dict(
+                Counter(f"{r.op} {r.code}" for r in history.requests if r.protocol == "etcd")
+            ),
+            "reauthentications": self.stats.reauthentications,
         }
 
 
 _VANISHING_CLIENT = textwrap.dedent(
     """
     import socket, sys, time
-    port, url, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    port, url, n, token = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
     socks = []
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(f"GET {url} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+        s.sendall(f"GET {url} HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer {token}\\r\\n\\r\\n".encode())
         socks.append(s)
     print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
     time.sleep(3600)
@@ -1289,7 +2387,42 @@ def print_table(summary: dict[str, Any]) -> None:
         ("writes acknowledged", summary["writes_acknowledged"]),
         ("events delivered (checked)", summary["events_delivered"]),
         ("watch segments (ended by 410)", f"{summary['watch_segments']} ({summary['segments_ended_410']})"),
-        ("consistent lists checked", summary["consistent_lists_checked"]),
+        (
+            "watches from the current state / with fieldSelector",
+            f"{summary['initial_state_watches']} / {summary['field_selector_watches']}",
+        ),
+        ("bookmarks checked", summary["bookmarks_checked"]),
+        ("lists checked", f"{summary['lists_checked']} {summary['list_kinds']}"),
+        ("GETs checked", summary["gets_checked"]),
+        (
+            "410s (all justified unless reported) / after the forced reload",
+            f"{summary['answers_410_justified']} / {summary['forced_relist_410s']}",
+        ),
+        ("failed requests (op code: count)", summary["failed_requests"]),
+        (
+            "changes owed to watchers / late",
+            f"{summary['liveness']['changes_owed']} / {summary['liveness']['late']} "
+            f"(bounds {summary['parameters']['delivery_bound_s']:g} s, "
+            f"fault window + {summary['parameters']['recovery_bound_s']:g} s)",
+        ),
+        (
+            "delivery outside faults p50 / p99 / max",
+            "{p50_s} / {p99_s} / {max_s} s".format(**summary["liveness"]["delivery_outside_faults"]),
+        ),
+        ("all watchers caught up after the writers stopped in", f"{summary['liveness']['catch_up_s']} s"),
+        (
+            "etcd front: watchers / segments / events / progress notifications",
+            "{watchers} / {watch_segments} / {events_delivered} / {progress_notifications}".format(
+                **summary["etcd_front"]
+            ),
+        ),
+        (
+            "etcd front: writes / Ranges / compacted cancels / re-authentications",
+            "{writes_acknowledged} / {ranges} / {compacted_cancels} / {reauthentications}".format(
+                **summary["etcd_front"]
+            ),
+        ),
+        ("etcd front: failed requests", summary["etcd_front"]["failed_requests"]),
         ("faults injected", ", ".join(f"{k} x{v}" for k, v in sorted(summary["faults"].items()))),
         ("violations", f"{summary['violations']} {summary['violations_by_kind'] or ''}"),
         ("peak RSS (VmHWM)", ", ".join(f"{k} {v} MiB" for k, v in summary["peak_rss_mib"].items())),
@@ -1308,7 +2441,10 @@ def print_table(summary: dict[str, Any]) -> None:
             f"{fd.get('baseline')} / {fd.get('peak')} / {fd.get('after')} "
             f"(released {fd.get('released_after_burst_s')} s after the burst)",
         ),
-        ("slow watcher episodes cut off", f"{summary['slow_cut_off']}/{summary['slow_episodes']}"),
+        (
+            "slow watcher episodes cut off (owed too few changes to overflow)",
+            f"{summary['slow_cut_off']}/{summary['slow_episodes']} ({summary['slow_not_judged']})",
+        ),
         (
             "fast watcher p99 latency slow/calm",
             f"{summary['latency_p99_s']['during_slow_episodes']} / {summary['latency_p99_s']['outside']} s",
@@ -1322,7 +2458,22 @@ def print_table(summary: dict[str, Any]) -> None:
         print("  !", example)
 
 
-PLANTS = ("drop", "duplicate", "reorder", "list-item", "page-rv", "rv-backwards")
+PLANTS = (
+    "drop",
+    "duplicate",
+    "reorder",
+    "list-item",
+    "page-rv",
+    "rv-backwards",
+    "starve-namespace",
+    "refuse-selector",
+    "truncate-last",
+    "drop-later-streams",
+    "no-410-after-relist",
+    "bookmark-ahead",
+    "spurious-410",
+    "error-event",
+)
 
 
 def plant(history: History, kind: str, seed: int = 0) -> str:
@@ -1330,18 +2481,34 @@ def plant(history: History, kind: str, seed: int = 0) -> str:
     rng = random.Random(seed)
     if kind in ("drop", "duplicate", "reorder"):
         candidates = [
-            (w, s) for w in history.watchers for s in w.segments if len(s.events) >= 3 and s.end != "stopped"
-        ] or [(w, s) for w in history.watchers for s in w.segments if len(s.events) >= 3]
-        watcher, segment = rng.choice(candidates)
-        i = rng.randrange(0, len(segment.events) - 1)
+            (w, s)
+            for w in history.watchers
+            for s in w.segments
+            if len(s.events) >= 3 and s.end != "stopped" and not s.initial
+        ] or [(w, s) for w in history.watchers for s in w.segments if len(s.events) >= 3 and not s.initial]
+        if kind == "reorder":
+            # Two events with no bookmark between them: swapped across one, the bookmark would be
+            # ahead of (and behind) them too, a second and third violation of the same bug.
+            pairs = [
+                (w, s, i)
+                for w, s in candidates
+                for i in range(len(s.events) - 1)
+                if i + 1 not in s.bookmark_at
+            ]
+            watcher, segment, i = rng.choice(pairs)
+        else:
+            watcher, segment = rng.choice(candidates)
+            i = rng.randrange(0, len(segment.events) - 1)
         events = segment.events
         if kind == "drop":
             gone = events.pop(i)
             segment.recv_times.pop(i)
+            segment.bookmark_at = [at - (at > i) for at in segment.bookmark_at]
             return f"dropped {gone.brief()} from {watcher.name}"
         if kind == "duplicate":
             events.insert(i + 1, events[i])
             segment.recv_times.insert(i + 1, segment.recv_times[i])
+            segment.bookmark_at = [at + (at > i) for at in segment.bookmark_at]
             return f"duplicated {events[i].brief()} for {watcher.name}"
         events[i], events[i + 1] = events[i + 1], events[i]
         return f"swapped {events[i].brief()} and {events[i + 1].brief()} for {watcher.name}"
@@ -1359,6 +2526,106 @@ def plant(history: History, kind: str, seed: int = 0) -> str:
         what, rv = watcher.observed[i]
         watcher.observed.insert(i + 1, (what, rv - 1))
         return f"made {watcher.name} observe {rv - 1} after {rv}"
+    return _plant_liveness(history, kind, rng)
+
+
+def _plant_liveness(history: History, kind: str, rng: random.Random) -> str:
+    """The bugs a client sees as not being served (or served wrongly after a failure)."""
+    fast = [w for w in history.watchers if not w.slow and w.segments]
+    if kind == "starve-namespace":
+        # No live events for namespace-scoped watchers: each stream's events come only as the
+        # catch-up of the next watch, i.e. when the stream has ended.
+        starved = [w for w in fast if w.namespace is not None]
+        for watcher in starved:
+            for segment in watcher.segments:
+                end = segment.t_end or max(segment.recv_times, default=0.0)
+                segment.recv_times = [end] * len(segment.events)
+                segment.bookmark_times = [end] * len(segment.bookmarks)
+        return (
+            f"delivered the events of {len(starved)} namespace-scoped watchers only when their streams ended"
+        )
+    if kind == "refuse-selector":
+        refused = [w for w in fast if w.selector]
+        for watcher in refused:
+            for segment in watcher.segments:
+                history.requests.append(
+                    RequestRecord(
+                        watcher.name,
+                        segment.replica,
+                        "watch",
+                        segment.t_start,
+                        segment.t_open or segment.t_start,
+                        500,
+                        "InternalError",
+                        segment.start_rev,
+                    )
+                )
+            watcher.segments = []
+            watcher.observed = [o for o in watcher.observed if o[0] == "list"]
+        return f"answered 500 to every watch of {len(refused)} label-selected watchers"
+    if kind == "truncate-last":
+        cut = 0
+        for watcher in fast:
+            segment = watcher.segments[-1]
+            half = len(segment.events) // 2
+            cut += len(segment.events) - half
+            del segment.events[half:], segment.recv_times[half:]
+            keep = [
+                i
+                for i, at in enumerate(segment.bookmark_at)
+                if at <= half and i != len(segment.bookmarks) - 1
+            ]
+            segment.bookmarks = [segment.bookmarks[i] for i in keep]
+            segment.bookmark_at = [segment.bookmark_at[i] for i in keep]
+            segment.bookmark_times = [segment.bookmark_times[i] for i in keep]
+        return f"cut off the second half of every watcher's last stream ({cut} events)"
+    if kind == "drop-later-streams":
+        dropped = 0
+        for watcher in fast[::2]:
+            first = watcher.segments[0]
+            dropped += sum(len(s.events) for s in watcher.segments[1:])
+            watcher.segments = [first]
+            history.lists = [r for r in history.lists if r.client != watcher.name or r.t_start <= first.t_end]
+        return f"dropped every stream after the first for half the watchers ({dropped} events)"
+    if kind == "no-410-after-relist":
+        truth = Truth(history, NAMESPACED)
+        changed = 0
+        for replica, stopped, resumed, compacted in history.forced_relists:
+            for watcher in history.watchers:
+                revs, expected = truth.expected(watcher.filter)
+                after = expected[bisect.bisect_left(revs, compacted) :][:3]
+                for segment in watcher.segments:
+                    if segment.replica == replica and segment.end == "expired" and segment.t_open < stopped:
+                        # The stream goes on from the reloaded cache instead of ending with a 410.
+                        segment.end = "closed"
+                        segment.events += after
+                        segment.recv_times += [resumed + 0.5] * len(after)
+                        changed += 1
+        return f"kept {changed} watches open across a reload of their replica's caches"
+    if kind == "bookmark-ahead":
+        moved = 0
+        for watcher in history.watchers:
+            for segment in watcher.segments:
+                for i in range(len(segment.bookmarks)):
+                    if i != segment.initial_end:
+                        segment.bookmarks[i] += 1
+                        moved += 1
+        return f"moved {moved} bookmarks one revision ahead"
+    if kind in ("spurious-410", "error-event"):
+        latest = max((c for _, c in history.compactions), default=0)
+        candidates = [
+            (w, s)
+            for w in fast
+            for s in w.segments
+            if s.end == "closed" and s.events and s.events[-1].rev > latest and not s.bookmarks
+        ] or [(w, s) for w in fast for s in w.segments if s.end == "closed" and s.events]
+        watcher, segment = max(candidates, key=lambda ws: ws[1].t_end)
+        if kind == "spurious-410":
+            segment.end = "expired"
+            return f"ended a stream of {watcher.name} at {segment.events[-1].rev} with a 410"
+        segment.end = "error"
+        segment.detail = '{"type":"ERROR","object":{"kind":"Status","code":500}}'
+        return f"ended a stream of {watcher.name} with an ERROR event of code 500"
     raise ValueError(f"unknown plant {kind!r}; one of {PLANTS}")
 
 
@@ -1399,11 +2666,13 @@ def main(argv: list[str] | None = None) -> int:
             http_writers=3,
             direct_writers=2,
             readers=3,
+            etcd_watchers=9,
+            etcd_writers=1,
             no_quorum=8.0,
             pause=4.0,
             slow_pause=16.0,
             window=200,
-            watch_write_timeout=20.0,
+            watch_write_timeout=30.0,
             big_objects=3,
             half_open=(4, 4, 4),
             seed=args.seed,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,12 +119,17 @@ class Recorder:
     gap happens anyway, :attr:`gap` says where, and the soak fails.
     """
 
-    def __init__(self, etcd: DirectEtcd, prefix: bytes, start_rev: int) -> None:
+    def __init__(
+        self, etcd: DirectEtcd, prefix: bytes, start_rev: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.etcd = etcd
         self.prefix = prefix
         self.start_rev = start_rev
         self.last_rev = start_rev
+        self.clock = clock
         self.events: list[tuple[int, str, str, str | None]] = []
+        self.times: list[float] = []
+        """When each event was received (``clock``): no later than etcd committed it, plus a lag."""
         self.gap: str | None = None
         self.restarts = 0
         self._advanced = asyncio.Event()
@@ -156,10 +162,12 @@ class Recorder:
                         return
                     if resp.canceled:
                         break
+                    received = self.clock()
                     for ev in resp.events:
                         kind = "DELETE" if ev.type == 1 else "PUT"
                         value = None if kind == "DELETE" else ev.kv.value.decode("utf-8", "replace")
                         self.events.append((int(ev.kv.mod_revision), kind, ev.kv.key.decode(), value))
+                        self.times.append(received)
                         self.last_rev = max(self.last_rev, int(ev.kv.mod_revision))
                     if resp.events:
                         self._advanced.set()
@@ -187,7 +195,8 @@ class Recorder:
                 raise TimeoutError(f"history recorder stuck at {self.last_rev}, want {revision}")
             self._advanced.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._advanced.wait()
             if self.last_rev != seen:
                 seen, last_progress = self.last_rev, time.monotonic()
             elif time.monotonic() - last_progress > 3.0:

@@ -177,6 +177,14 @@ def _parser() -> argparse.ArgumentParser:
         help="changes queued per watcher before it is ended as too slow "
         f"(default: {CacheSettings.watcher_buffer})",
     )
+    cache.add_argument(
+        "--watch-bookmark-interval",
+        type=float,
+        default=CacheSettings.bookmark_interval,
+        metavar="SECONDS",
+        help="seconds between bookmarks to an idle watch that allows them "
+        f"(default: {CacheSettings.bookmark_interval:g})",
+    )
     logs = serve.add_argument_group("logging")
     logs.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="log line format (default: text)"
@@ -217,6 +225,8 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
     ):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive")
+    if not args.watch_bookmark_interval > 0:
+        raise ConfigError("--watch-bookmark-interval must be positive")
     tls = None
     if args.etcd_cafile or args.etcd_certfile or args.etcd_keyfile:
         if bool(args.etcd_certfile) != bool(args.etcd_keyfile):
@@ -244,7 +254,11 @@ def _options(args: argparse.Namespace) -> ServiceOptions:
                 max_unauthenticated=args.max_unauthenticated_connections,
             ),
         ),
-        cache=CacheSettings(window_events=args.default_watch_cache_size, watcher_buffer=args.watcher_buffer),
+        cache=CacheSettings(
+            window_events=args.default_watch_cache_size,
+            watcher_buffer=args.watcher_buffer,
+            bookmark_interval=args.watch_bookmark_interval,
+        ),
         request_timeout=args.etcd_request_timeout,
         etcd_listen_port=args.etcd_listen_port,
         etcd_front=EtcdFrontSettings(

@@ -63,6 +63,10 @@ async def until_ok(session: aiohttp.ClientSession, url: str) -> None:
         (["serve", "--config", EXAMPLE, "--embedded-etcd", "--port", "x"], "invalid int value"),
         (["serve", "--config", EXAMPLE, "--etcd-servers", "ftp://x"], "bad etcd endpoint"),
         (
+            ["serve", "--config", EXAMPLE, "--embedded-etcd", "--watch-bookmark-interval", "0"],
+            "--watch-bookmark-interval must be positive",
+        ),
+        (
             ["serve", "--config", EXAMPLE, "--embedded-etcd", "--client-ca-file", "/x"],
             "needs --tls-cert-file",
         ),

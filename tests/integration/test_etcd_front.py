@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from support.wardle import flunder_key, flunders_layout
 
 from watchcache.cache.settings import CacheSettings
 from watchcache.config import parse_config
+from watchcache.etcdserver.errors import passed_on
 from watchcache.service import Service, ServiceOptions
 
 pytestmark = pytest.mark.etcd
@@ -151,6 +153,7 @@ async def test_ranges_from_the_cache_are_etcds_answers(
         {"key": start, "range_end": prefix_end(start), "limit": 2},
         {"key": flunder_key(prefix, "f2"), "range_end": prefix_end(start), "limit": 3},
         {"key": start, "range_end": prefix_end(start), "count_only": True},
+        {"key": start, "range_end": prefix_end(start), "count_only": True, "limit": 2},
         {"key": start, "range_end": prefix_end(start), "keys_only": True, "limit": 4},
         {"key": start, "range_end": prefix_end(start), "revision": revision - 1},
         {"key": start, "range_end": prefix_end(start), "serializable": True},
@@ -265,6 +268,8 @@ async def test_progress_keys_are_never_seen(svc: Service, wardle: EtcdV3, prefix
     whole = await wardle.range(group, prefix_end(group))
     assert [kv.key for kv in whole.kvs] == [flunder_key(prefix, "p"), resource + b"/default/q"]
     assert whole.count == 2
+    counted = await wardle.range(group, prefix_end(group), count_only=True, limit=1)
+    assert (counted.count, counted.more, list(counted.kvs)) == (2, False, [])
     assert writes >= 0
 
 
@@ -602,6 +607,47 @@ async def test_request_progress_comes_after_every_event_it_covers(
             assert seen == written, "the progress notification overtook an event"
 
 
+async def test_request_progress_is_never_behind_an_event_already_sent(
+    wardle: EtcdV3, direct: EtcdV3, prefix: str
+) -> None:
+    """While changes keep coming, a RequestProgress answer's revision is never below an event the
+    stream has already sent — kube-apiserver takes it as its cache's resourceVersion, which must not
+    go back — and no event up to it comes after it. The stream also watches a resource nobody
+    writes, whose cache must catch up first (a progress-key write), while the other keeps sending."""
+    flunders = flunders_layout(prefix).resource_prefix
+    gadgets = f"{prefix}/shared.example.com/gadgets/".encode()
+
+    async def keep_writing() -> None:
+        for i in itertools.count():
+            await direct.put(flunder_key(prefix, f"k{i % 10}"), value("k", n=i))
+
+    async with wardle.watch_stream() as stream:
+        for start in (flunders, gadgets):
+            await stream.create(start, prefix_end(start))
+            assert (await stream.read()).created
+        writer = asyncio.create_task(keep_writing())
+        try:
+            sent, covered, answered = 0, 0, 0
+            await stream.request_progress()
+            while answered < 30:
+                answer = await stream.read()
+                for event in answer.events:
+                    assert event.kv.mod_revision > covered, (
+                        "an event came after a progress answer covering it"
+                    )
+                    sent = max(sent, event.kv.mod_revision)
+                if answer.watch_id == -1 and not answer.events:
+                    assert answer.header.revision >= sent, (
+                        "the progress answer is behind an event already sent"
+                    )
+                    covered = answer.header.revision
+                    answered += 1
+                    await stream.request_progress()
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+
 async def test_one_cache_two_fronts(svc: Service, wardle: EtcdV3, prefix: str) -> None:
     """An object written through the REST front appears on an etcd-front watch, and one written
     through the etcd front appears in a REST list, in the same order."""
@@ -715,6 +761,82 @@ async def test_client_certificates_name_the_tenant_over_tls(
         async with EtcdV3(svc.etcd_endpoint, credentials=without, token=token) as by_token:
             found = await by_token.range(flunder_key(prefix, "tls"))
             assert [kv.key for kv in found.kvs] == [flunder_key(prefix, "tls")]
+
+
+async def test_without_etcd_calls_answer_unavailable_and_nothing_hangs(
+    own_etcd: EtcdServer, prefix: str
+) -> None:
+    """With etcd gone, the calls that need its revision answer etcd's UNAVAILABLE (clientv3 retries
+    it), never INTERNAL and never silence: Auth.Authenticate, a watch of a cached prefix from the
+    current revision (its stream fails, so clientv3 opens another), and a RequestProgress."""
+    async with front(own_etcd.endpoints, prefix) as svc, tenant(svc, "wardle") as wardle:
+        start = flunders_layout(prefix).resource_prefix
+        async with wardle.watch_stream() as progress:
+            await progress.create(start, prefix_end(start))
+            assert (await progress.read()).created
+            await own_etcd.member.stop()
+            async with EtcdV3(svc.etcd_endpoint, timeout=5) as anonymous:
+                with pytest.raises(RpcFailed) as refused:
+                    await anonymous.authenticate("wardle", TOKENS["wardle"])
+                assert refused.value.code == grpc.StatusCode.UNAVAILABLE, refused.value
+            async with wardle.watch_stream() as stream:
+                await stream.create(start, prefix_end(start))
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await stream.read(within=20)
+                assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value
+            # A progress request that cannot be answered is let go: the stream goes on.
+            await progress.request_progress()
+            await own_etcd.member.start()
+            await own_etcd.member.wait_ready(30)
+            await wardle.put(flunder_key(prefix, "after"), value("after"))
+            assert [e.kv.key for e in await progress.events(1)] == [flunder_key(prefix, "after")]
+
+
+async def test_a_call_etcd_does_not_answer_in_time_is_etcds_request_timed_out(
+    own_etcd: EtcdServer, prefix: str
+) -> None:
+    """The front's own deadline on a call it passes on (``request_timeout``) is not the client's: when
+    it expires, the client gets what etcd answers a request it cannot serve in time, UNAVAILABLE
+    "etcdserver: request timed out" (clientv3 retries it), not DEADLINE_EXCEEDED for a deadline it
+    never set. (The soak's etcd writer got etcd's own side of it, UNKNOWN "context deadline exceeded",
+    while quorum was lost.)"""
+    key = flunder_key(prefix, "late")
+    async with front(own_etcd.endpoints, prefix, request_timeout=1.0) as svc, tenant(svc, "wardle") as wardle:
+        own_etcd.member.pause()
+        try:
+            put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value("late")))
+            with pytest.raises(RpcFailed) as failed:
+                await wardle.call("KV", "Txn", rpc_pb2.TxnRequest(success=[put]))
+            assert (failed.value.code, failed.value.message) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "etcdserver: request timed out",
+            )
+        finally:
+            own_etcd.member.resume()
+        done = await retry(
+            lambda: wardle.call("KV", "Txn", rpc_pb2.TxnRequest(success=[put])), errors=(RpcFailed,)
+        )
+        assert done.succeeded
+
+
+def test_etcds_own_deadline_answer_is_request_timed_out_too() -> None:
+    """etcd answers a call whose deadline expired at its end UNKNOWN "context deadline exceeded" (Go's
+    context error, unmapped); passed on, that is the same expiry of the front's deadline. Every other
+    error of etcd is passed on as it is."""
+    unknown = grpc.aio.AioRpcError(
+        grpc.StatusCode.UNKNOWN, grpc.aio.Metadata(), grpc.aio.Metadata(), details="context deadline exceeded"
+    )
+    assert (passed_on(unknown).code, passed_on(unknown).message) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "etcdserver: request timed out",
+    )
+    no_leader = grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details="etcdserver: no leader"
+    )
+    assert (passed_on(no_leader).code, passed_on(no_leader).message) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "etcdserver: no leader",
+    )
 
 
 async def test_watches_go_on_across_an_etcd_restart(own_etcd: EtcdServer, prefix: str) -> None:

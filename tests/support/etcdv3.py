@@ -7,7 +7,7 @@ nothing may be hidden or normalised on the way (no client library's retries or c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,19 +41,21 @@ class RpcFailed(Exception):
 
 @dataclass
 class EtcdV3:
-    """One channel to ``target`` (``host:port``), with optional TLS and etcd token metadata."""
+    """One channel to ``target`` (``host:port``), with optional TLS, etcd token metadata and grpc
+    channel ``options``."""
 
     target: str
     credentials: grpc.ChannelCredentials | None = None
     token: str | None = None
     timeout: float = 10.0
+    options: Sequence[tuple[str, Any]] = ()
     channel: Any = field(default=None, init=False)
 
     async def __aenter__(self) -> EtcdV3:
         if self.credentials is None:
-            self.channel = grpc.aio.insecure_channel(self.target)
+            self.channel = grpc.aio.insecure_channel(self.target, options=list(self.options))
         else:
-            self.channel = grpc.aio.secure_channel(self.target, self.credentials)
+            self.channel = grpc.aio.secure_channel(self.target, self.credentials, options=list(self.options))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -23,11 +23,13 @@ __all__ = [
     "KEY_NOT_FOUND",
     "LEASE_NOT_FOUND",
     "PERMISSION_DENIED",
+    "REQUEST_TIMED_OUT",
     "TOO_MANY_OPS",
     "TOO_MANY_REQUESTS",
     "USER_EMPTY",
     "EtcdError",
     "abort",
+    "passed_on",
 ]
 
 
@@ -65,6 +67,23 @@ PERMISSION_DENIED = EtcdError(grpc.StatusCode.PERMISSION_DENIED, "etcdserver: pe
 AUTH_NOT_ENABLED = EtcdError(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
 INVALID_TOKEN = EtcdError(grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
 TOO_MANY_REQUESTS = EtcdError(grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
+
+
+REQUEST_TIMED_OUT = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
+
+
+def passed_on(err: grpc.aio.AioRpcError) -> EtcdError:
+    """The error of a call the front passed on to etcd, as it is — but for the front's own deadline
+    on that call (``--etcd-request-timeout``, not the client's): expired here (DEADLINE_EXCEEDED) or
+    at etcd first (which says UNKNOWN "context deadline exceeded"), it is etcd's answer to a request it
+    could not serve in time, UNAVAILABLE "etcdserver: request timed out", which clientv3 retries. (A
+    client whose own deadline is shorter gets its DEADLINE_EXCEEDED from its own side.)"""
+    code, details = err.code(), err.details() or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED or (
+        code == grpc.StatusCode.UNKNOWN and "context deadline exceeded" in details
+    ):
+        return REQUEST_TIMED_OUT()
+    return EtcdError(code, details)
 
 
 async def abort(context: Context, error: EtcdError) -> NoReturn:

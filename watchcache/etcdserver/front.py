@@ -21,7 +21,7 @@ from ..api.storage import Storage
 from ..cache.cacher import Cache
 from ..errors import StatusError
 from ..keys import prefix_range_end
-from .errors import TOO_MANY_REQUESTS, Context, EtcdError, abort
+from .errors import REQUEST_TIMED_OUT, TOO_MANY_REQUESTS, Context, EtcdError, abort, passed_on
 from .session import Caller, Sessions
 
 __all__ = ["FAILURES", "Context", "Front", "fail", "rpc"]
@@ -169,10 +169,10 @@ FAILURES = (EtcdError, grpc.aio.AioRpcError, StatusError)
 
 async def fail(context: Context, err: EtcdError | grpc.aio.AioRpcError | StatusError) -> NoReturn:
     """End the call with etcd's status for ``err`` (one of :data:`FAILURES`): etcd's own errors passed on
-    as they are, the cache's mapped to etcd's words."""
+    as they are (but for the front's own deadline: :func:`passed_on`), the cache's mapped to etcd's
+    words."""
     if isinstance(err, grpc.aio.AioRpcError):
-        await context.abort(err.code(), err.details() or "")
-        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+        await abort(context, passed_on(err))
     await abort(context, err if isinstance(err, EtcdError) else unavailable(err))
 
 
@@ -181,5 +181,5 @@ def unavailable(err: StatusError) -> EtcdError:
     if err.code == 429:
         return TOO_MANY_REQUESTS()
     if err.code == 504:
-        return EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
+        return REQUEST_TIMED_OUT()
     return EtcdError(grpc.StatusCode.UNAVAILABLE, f"etcdserver: {err.message}")

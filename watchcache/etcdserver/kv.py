@@ -96,7 +96,8 @@ class KV:
         return rpc_pb2.RangeResponse(
             header=self.front.header(max(current, cache.revision)),
             kvs=kvs,
-            more=bool(request.limit) and count > len(entries),
+            # etcd counts without fetching for count_only, so its limit never leaves "more".
+            more=bool(request.limit) and not request.count_only and count > len(entries),
             count=count,
         )
 
@@ -132,7 +133,7 @@ class KV:
             del response.kvs[:]
             response.kvs.extend(kept)
             response.count -= present
-            response.more = bool(limit) and response.count > len(kept)
+            response.more = bool(limit) and not request.count_only and response.count > len(kept)
         for kv in response.kvs:
             kv.key = space.to_virtual(kv.key)
         return response

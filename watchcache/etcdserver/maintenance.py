@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from aetcd.rpc import rpc_pb2
 
-from .errors import EtcdError
+from .errors import EtcdError, abort, passed_on
 from .front import Context, Front, rpc
 from .session import Caller
 
@@ -66,7 +66,10 @@ class Auth:
             token = self.front.sessions.authenticate(request.name, request.password)
         except EtcdError as err:
             await context.abort(err.code, err.message)
-        current = await self.front.current_revision()
+        try:
+            current = await self.front.current_revision()
+        except grpc.aio.AioRpcError as err:  # etcd's own error, as etcd's Authenticate would fail
+            await abort(context, passed_on(err))
         return rpc_pb2.AuthenticateResponse(header=self.front.header(current), token=token)
 
 

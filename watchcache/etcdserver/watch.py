@@ -14,9 +14,10 @@ Progress: a watch asking for ``progress_notify`` gets a notification when idle e
 only once every event up to its revision has been sent on the stream. A RequestProgress is answered
 with ``watch_id -1`` once the caches have caught up with etcd's revision at the request and every
 cached watch of the stream has sent what it owed up to it — the ordering etcd ≥ 3.4.31 gives, and which
-kube-apiserver's consistent reads from its own cache rely on. A client that falls behind its watcher
-buffer, or stops reading for the write timeout, loses the stream (``UNAVAILABLE``): clientv3 then
-resumes every watch from its last revision.
+kube-apiserver's consistent reads from its own cache rely on — at a revision never behind an event the
+stream has already sent (kube-apiserver makes it its cache's resourceVersion). A client that falls
+behind its watcher buffer, or stops reading for the write timeout, loses the stream (``UNAVAILABLE``):
+clientv3 then resumes every watch from its last revision.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..cache.cacher import Cache
 from ..cache.window import Change, ChangeType
 from ..errors import StatusError
 from ..selectors import EVERYTHING
-from .errors import COMPACTED, Context, EtcdError
+from .errors import COMPACTED, Context, EtcdError, passed_on
 from .events import event_field, events_blob, response, response_parts, watch_id_field
 from .front import Front, unavailable
 from .session import Caller
@@ -73,6 +74,11 @@ class _Outgoing:
         while self._size and self._size + len(data) > self._capacity:
             self._room.clear()
             await self._room.wait()
+        self._size += len(data)
+        self._queue.put_nowait(data)
+
+    def put_nowait(self, data: bytes) -> None:
+        """Queue ``data`` whatever the room (for a response of a few bytes that must not wait)."""
         self._size += len(data)
         self._queue.put_nowait(data)
 
@@ -137,6 +143,13 @@ class _CachedWatch(_ClientWatch):
     def drained(self) -> bool:
         """Nothing owed is left in the watcher nor in hand."""
         return self.watcher.idle and not self.holding
+
+    def covers(self, revision: int) -> bool:
+        """Every event of this watch up to ``revision`` is on the stream (written or queued) and
+        none is in hand (``run`` advances :attr:`sent` before its batch is queued)."""
+        if self.holding:
+            return False
+        return self.sent >= revision or (self.watcher.idle and self.cache.revision >= revision)
 
     def _direct(self, items: list[Item]) -> bool:
         """The fast path (called by the cache's dispatch, never awaits): True if ``items`` were sent."""
@@ -294,6 +307,14 @@ class WatchStream:
         else:
             await self.outgoing.put(b"".join(parts))
 
+    def send_ahead(self, parts: list[bytes]) -> None:
+        """Send a small response in order now, never waiting for room in the queue (so nothing sent
+        after this call can overtake it)."""
+        if self.ready:
+            self.context.send_parts(parts)
+        else:
+            self.outgoing.put_nowait(b"".join(parts))
+
     def fail(self, error: EtcdError) -> None:
         self.outgoing.fail(error)
 
@@ -329,6 +350,8 @@ class WatchStream:
                     self._progress = asyncio.create_task(self._request_progress(), name="etcd-front-progress")
         except EtcdError as err:
             self.fail(err)
+        except grpc.aio.AioRpcError as err:  # etcd unreachable (for its revision): the client resumes
+            self.fail(passed_on(err))
         except StatusError as err:
             self.fail(unavailable(err))
 
@@ -436,21 +459,36 @@ class WatchStream:
         )
 
     async def _request_progress(self) -> None:
-        """``watch_id -1`` at R once every cached watch of the stream has sent what it owes up to R,
-        R being etcd's revision when asked (see the module docstring)."""
+        """``watch_id -1`` at R once every cached watch of the stream has sent every event up to R and
+        none after it; R is at least etcd's revision when asked (see the module docstring).
+
+        Never behind an event already sent: while the stream waits for a cache to catch up, its other
+        watches go on sending, so R is raised to the last event any of them has sent, and the caches
+        must then reach that. kube-apiserver takes the answer as its cache's resourceVersion, which
+        must not go back.
+        """
         front = self.front
         try:
-            target = await front.current_revision()
-            cached = [w for w in self.watches.values() if isinstance(w, _CachedWatch)]
-            for cache in {w.cache for w in cached}:
-                await cache.wait_for(target, cache.settings.wait_timeout)
-                cache.dispatcher.flush()
+            revision = await front.current_revision()
             async with asyncio.timeout(self.write_timeout):
-                while not all(w.sent >= target or w.drained for w in cached):
+                while True:
+                    cached = [w for w in self.watches.values() if isinstance(w, _CachedWatch)]
+                    caches = {w.cache for w in cached}
+                    for cache in caches:
+                        await cache.wait_for(revision, cache.settings.wait_timeout)
+                    # From here to the answer nothing awaits: what each watch has sent stays put.
+                    for cache in caches:
+                        cache.dispatcher.flush()
+                    top = max([revision, *(w.sent for w in cached)])
+                    if all(w.covers(top) for w in cached):
+                        break
+                    if top > revision:
+                        revision = top  # the caches must reach it too
+                        continue
                     self.moved.clear()
                     await self.moved.wait()
-            await self.send([response(front.header(target), -1)])
-        except (StatusError, TimeoutError) as err:
+            self.send_ahead([response(front.header(top), -1)])
+        except (StatusError, TimeoutError, grpc.aio.AioRpcError) as err:
             log.info("etcd front: a progress request was not answered: %s", err)
 
     async def close(self) -> None:

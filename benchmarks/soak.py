@@ -601,6 +601,32 @@ class Soak:
         if write.resource == "flunders":
             self.flunders_written += 1
 
+    def acknowledged(
+        self,
+        t_start: float,
+        rev: int,
+        *,
+        resource: str,
+        ns: str | None,
+        name: str,
+        op: str,
+        token: str,
+        via: str,
+    ) -> None:
+        """Record a write the service (or etcd) acknowledged at ``rev``: a delete carries no token."""
+        self.record_write(
+            WriteRecord(
+                t_start=t_start,
+                t_ack=now(),
+                rev=rev,
+                resource=resource,
+                key=short_key(resource, ns, name),
+                op=op,
+                token=None if op == "delete" else token,
+                via=via,
+            )
+        )
+
     def flunder_writes(self) -> int:
         return self.flunders_written
 
@@ -798,17 +824,15 @@ class Soak:
                 )
                 if status in (200, 201):
                     rev = int(body["metadata"]["resourceVersion"])
-                    self.record_write(
-                        WriteRecord(
-                            t_start=t_start,
-                            t_ack=now(),
-                            rev=rev,
-                            resource=resource,
-                            key=short_key(resource, ns, name),
-                            op=op,
-                            token=None if op == "delete" else token,
-                            via=f"http-writer-{index}@{replica.name}",
-                        )
+                    self.acknowledged(
+                        t_start,
+                        rev,
+                        resource=resource,
+                        ns=ns,
+                        name=name,
+                        op=op,
+                        token=token,
+                        via=f"http-writer-{index}@{replica.name}",
                     )
                     state[target] = None if op == "delete" else rev
                 else:
@@ -849,17 +873,15 @@ class Soak:
                 await asyncio.sleep(0.3)
                 continue
             if rev is not None:
-                self.record_write(
-                    WriteRecord(
-                        t_start=t_start,
-                        t_ack=now(),
-                        rev=rev,
-                        resource=resource,
-                        key=short_key(resource, ns, name),
-                        op=op,
-                        token=None if op == "delete" else token,
-                        via=f"direct-writer-{index}",
-                    )
+                self.acknowledged(
+                    t_start,
+                    rev,
+                    resource=resource,
+                    ns=ns,
+                    name=name,
+                    op=op,
+                    token=token,
+                    via=f"direct-writer-{index}",
                 )
 
     async def big_burst(self, burst: int) -> None:
@@ -891,17 +913,15 @@ class Soak:
                         await asyncio.sleep(0.3)
                         continue
                     if status in (200, 201):
-                        self.record_write(
-                            WriteRecord(
-                                t_start=t_start,
-                                t_ack=now(),
-                                rev=int(body["metadata"]["resourceVersion"]),
-                                resource="flunders",
-                                key=short_key("flunders", BULK, name),
-                                op="delete" if step == "delete" else "put",
-                                token=None if step == "delete" else token,
-                                via=f"big-burst@{replica.name}",
-                            )
+                        self.acknowledged(
+                            t_start,
+                            int(body["metadata"]["resourceVersion"]),
+                            resource="flunders",
+                            ns=BULK,
+                            name=name,
+                            op="delete" if step == "delete" else "put",
+                            token=token,
+                            via=f"big-burst@{replica.name}",
                         )
                         break
                     self.failed("big-burst", replica, "write", t_start, Failed(*status_of(status, body)))
@@ -1542,17 +1562,15 @@ class Soak:
                     continue
                 if answer.succeeded:
                     rev = int(answer.header.revision)
-                    self.record_write(
-                        WriteRecord(
-                            t_start=t_start,
-                            t_ack=now(),
-                            rev=rev,
-                            resource=resource,
-                            key=short_key(resource, ns, obj_name),
-                            op=op,
-                            token=None if op == "delete" else token,
-                            via=f"{name}@{replica.name}",
-                        )
+                    self.acknowledged(
+                        t_start,
+                        rev,
+                        resource=resource,
+                        ns=ns,
+                        name=obj_name,
+                        op=op,
+                        token=token,
+                        via=f"{name}@{replica.name}",
                     )
                     state[target] = None if op == "delete" else rev
                 elif answer.responses:  # the compare failed: the Get says what is there now

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from support.etcd import etcd_client
 from support.loop_thread import LoopThread
 from support.patches import doubling_patch
+from support.tenants import RESOURCES as WORLD_RESOURCES
 from yarl import URL
 
 from watchcache.cache.settings import CacheSettings
@@ -55,18 +56,7 @@ READABLE = {
     "acme": {"acme.example.com", "shared.example.com"},
     "auditor": {"wardle.example.com"},
 }
-RESOURCES = [
-    {"group": "wardle.example.com", "versions": ["v1alpha1"], "resource": "flunders", "kind": "Flunder"},
-    {
-        "group": "wardle.example.com",
-        "versions": ["v1alpha1"],
-        "resource": "fischers",
-        "kind": "Fischer",
-        "namespaced": False,
-    },
-    {"group": "acme.example.com", "versions": ["v1"], "resource": "widgets", "kind": "Widget"},
-    {"group": "shared.example.com", "versions": ["v1"], "resource": "gadgets", "kind": "Gadget"},
-]
+RESOURCES = [r.config for r in WORLD_RESOURCES]
 GROUPS = sorted({r["group"] for r in RESOURCES})
 OPEN_PATHS = {"/healthz", "/livez", "/readyz", "/version"}
 # High rates: the fuzzer should reach the handlers, not bounce off the rate limit.

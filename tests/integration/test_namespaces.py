@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 import pytest
 import yaml
+from support.tenants import RESOURCES as WORLD_RESOURCES
 from yarl import URL
 
 from watchcache.cache.settings import CacheSettings
@@ -39,18 +40,7 @@ Resource = tuple[str, str, str]
 
 
 def config(*, tenants: bool) -> str:
-    resources = [
-        {"group": "wardle.example.com", "versions": ["v1alpha1"], "resource": "flunders", "kind": "Flunder"},
-        {
-            "group": "wardle.example.com",
-            "versions": ["v1alpha1"],
-            "resource": "fischers",
-            "kind": "Fischer",
-            "namespaced": False,
-        },
-        {"group": "acme.example.com", "versions": ["v1"], "resource": "widgets", "kind": "Widget"},
-        {"group": "shared.example.com", "versions": ["v1"], "resource": "gadgets", "kind": "Gadget"},
-    ]
+    resources = [r.config for r in WORLD_RESOURCES]
     doc: dict[str, Any] = {"resources": resources}
     if tenants:
         doc["tenants"] = [

@@ -135,8 +135,8 @@ MUTANTS = (
     ),
     Mutant(
         "front-progress-ahead",
-        "watchcache/etcdserver/watch.py",
-        "_CachedWatch.run",
+        "watchcache/etcdserver/watches.py",
+        "CachedWatch.run",
         "the etcd front's progress notifications carry the revision after the last one the watch was "
         "sent (a revision not yet committed, or an event still to come)",
         "await stream.send(response_parts(front.header_field(self.sent), self.id_field, []))",

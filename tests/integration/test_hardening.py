@@ -228,6 +228,14 @@ async def test_bytes_in_flight_are_budgeted_per_tenant(
 # -- CPU: patches that grow without bound ------------------------------------------------------------------
 
 
+def grpc_poller_noise(record: logging.LogRecord) -> bool:
+    """grpcio's asyncio poller thread is process-wide: a gRPC call of an earlier test, bound to that
+    test's event loop (closed since), can still complete and make the poller call into the closed loop,
+    which asyncio logs as an ERROR through whichever loop runs now. That is the test process's, not the
+    service's."""
+    return record.name == "asyncio" and "PollerCompletionQueue" in record.getMessage()
+
+
 async def test_patch_amplification_is_refused_before_the_work(
     etcd_endpoints: list[str],
     prefix: str,
@@ -264,7 +272,7 @@ async def test_patch_amplification_is_refused_before_the_work(
         reply = await wardle.call("PATCH", item, body=many, content_type=JSON_PATCH)
         assert reply.is_status(413, "RequestEntityTooLarge"), reply
         assert await keyspace(etcd_kv) == before
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and not grpc_poller_noise(r)]
 
 
 async def test_objects_over_max_object_bytes_are_413_before_anything_is_written(

@@ -788,7 +788,18 @@ async def test_without_etcd_calls_answer_unavailable_and_nothing_hangs(
             await progress.request_progress()
             await own_etcd.member.start()
             await own_etcd.member.wait_ready(30)
-            await wardle.put(flunder_key(prefix, "after"), value("after"))
+
+            async def put_after() -> Any:
+                # The service's own channel to etcd reconnects with a backoff: until it has, the put
+                # is etcd's UNAVAILABLE, which clientv3 retries, and so does this test (nothing else).
+                try:
+                    return await wardle.put(flunder_key(prefix, "after"), value("after"))
+                except RpcFailed as err:
+                    if err.code != grpc.StatusCode.UNAVAILABLE:
+                        raise AssertionError(f"not UNAVAILABLE: {err}") from err
+                    raise
+
+            await retry(put_after, within=30, interval=0.2, errors=(RpcFailed,))
             assert [e.kv.key for e in await progress.events(1)] == [flunder_key(prefix, "after")]
 
 

@@ -232,6 +232,10 @@ async def test_etcd_paused_under_loaded_caches(
         await service.storage.wait_ready(20)
         status, _, created = await call(session, service, "POST", FLUNDERS, {"metadata": {"name": "kept"}})
         assert status == 201, created
+        # A create is acknowledged once etcd has it; the cache has it when its watch delivers it.
+        flunders = service.storage.resources[0]
+        kept_at = int(created["metadata"]["resourceVersion"])
+        await wait_until(lambda: flunders.cache.revision >= kept_at, message="the cache has the create")
         started = len(caplog.records)
 
         member.pause()

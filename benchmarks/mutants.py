@@ -216,9 +216,22 @@ def run(mutant: Mutant, out: Path) -> dict[str, object]:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+        def result(caught: bool, how: str, kinds: dict[str, int], examples: list[str]) -> dict[str, object]:
+            return {
+                "mutant": mutant.name,
+                "caught": caught,
+                "how": how,
+                "kinds": kinds,
+                "examples": examples,
+                "seconds": round(time.monotonic() - started),
+            }
+
+        finished = True
         try:
             stdout, stderr = soak.communicate(timeout=SOAK_TIMEOUT)
         except subprocess.TimeoutExpired:
+            finished = False
             # SIGINT: the soak's own clean-up stops its replicas and etcd cluster.
             soak.send_signal(signal.SIGINT)
             try:
@@ -226,35 +239,19 @@ def run(mutant: Mutant, out: Path) -> dict[str, object]:
             except subprocess.TimeoutExpired:
                 soak.kill()
                 stdout, stderr = soak.communicate()
-            (out / "soak-output.txt").write_text(stdout + stderr)
-            return {
-                "mutant": mutant.name,
-                "caught": False,
-                "how": f"the soak did not finish within {SOAK_TIMEOUT} s",
-                "kinds": {},
-                "examples": [stderr[-500:]],
-                "seconds": round(time.monotonic() - started),
-            }
         (out / "soak-output.txt").write_text(stdout + stderr)
+        if not finished:
+            return result(False, f"the soak did not finish within {SOAK_TIMEOUT} s", {}, [stderr[-500:]])
         summary_file = out / "summary.json"
         if not summary_file.exists():
-            return {
-                "mutant": mutant.name,
-                "caught": True,
-                "how": f"the soak did not finish (exit {soak.returncode})",
-                "kinds": {},
-                "examples": [stderr[-500:]],
-                "seconds": round(time.monotonic() - started),
-            }
+            return result(True, f"the soak did not finish (exit {soak.returncode})", {}, [stderr[-500:]])
         summary = json.loads(summary_file.read_text())
-        return {
-            "mutant": mutant.name,
-            "caught": summary["violations"] > 0,
-            "how": "violations",
-            "kinds": summary["violations_by_kind"],
-            "examples": summary["violation_examples"][:3],
-            "seconds": round(time.monotonic() - started),
-        }
+        return result(
+            summary["violations"] > 0,
+            "violations",
+            summary["violations_by_kind"],
+            summary["violation_examples"][:3],
+        )
     finally:
         shutil.rmtree(tree, ignore_errors=True)
 

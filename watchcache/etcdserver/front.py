@@ -173,7 +173,10 @@ async def fail(context: Context, err: EtcdError | grpc.aio.AioRpcError | StatusE
     words."""
     if isinstance(err, grpc.aio.AioRpcError):
         await abort(context, passed_on(err))
-    await abort(context, err if isinstance(err, EtcdError) else unavailable(err))
+    elif isinstance(err, EtcdError):
+        await abort(context, err)
+    else:
+        await abort(context, unavailable(err))
 
 
 def unavailable(err: StatusError) -> EtcdError:

@@ -145,8 +145,7 @@ class Stream:
         """Queue ``payload`` as DATA, written now as far as the flow-control windows allow."""
         if self.closed or self.ended:
             return
-        self._pending.append(([payload], len(payload)))
-        self._pending_size += len(payload)
+        self._queue([payload], len(payload))
         self.connection.push(self)
 
     def send_parts(self, parts: list[Piece], size: int) -> None:
@@ -156,12 +155,14 @@ class Stream:
         if self.closed or self.ended:
             return
         if self._pending:  # queued ahead, so this stream is already waiting for its turn
-            self._pending.append((parts, size))
-            self._pending_size += size
+            self._queue(parts, size)
         elif not self.connection.write_frame(self, parts, size):
-            self._pending.append((parts, size))
-            self._pending_size += size
+            self._queue(parts, size)
             self.connection.hold(self)
+
+    def _queue(self, parts: list[Piece], size: int) -> None:
+        self._pending.append((parts, size))
+        self._pending_size += size
 
     @property
     def unsent(self) -> int:

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import ssl
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +134,13 @@ class ConnectionGuard:
 
     # -- connection lifecycle ----------------------------------------------------------------------
 
+    def opened(self, connection: object, transport: asyncio.Transport) -> None:
+        """A connection not served by aiohttp (HTTP/2, or one whose protocol is not chosen yet)."""
+        self._opened(connection, transport)
+
+    def closed(self, connection: object) -> None:
+        self._closed(connection)
+
     def _opened(self, handler: object, transport: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
         while len(self._unauthenticated) >= self.max_unauthenticated:
@@ -167,9 +175,15 @@ class ConnectionGuard:
 
     # -- requests ------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _of(request: web.BaseRequest) -> object:
+        """The connection ``request`` came on: aiohttp's protocol, or an HTTP/2 stream's connection."""
+        protocol: object = request.protocol
+        return getattr(protocol, "connection", protocol)
+
     def request_started(self, request: web.BaseRequest) -> None:
         """A whole request header arrived: the connection is out of its header timeout."""
-        connection = self._connections.get(request.protocol)
+        connection = self._connections.get(self._of(request))
         if connection is not None and connection.timer is not None:
             connection.timer.cancel()
             connection.timer = None
@@ -178,7 +192,8 @@ class ConnectionGuard:
         """The request authenticated as ``tenant`` ("" with authentication off): its connection is
         the tenant's from now on. 429 (and the connection closed) when that is one more than the
         tenant's ``max_connections``."""
-        connection = self._connections.get(request.protocol)
+        key = self._of(request)
+        connection = self._connections.get(key)
         if connection is None or connection.owner is not None:
             return
         count = self._owned.get(tenant, 0)
@@ -187,7 +202,7 @@ class ConnectionGuard:
                 f'tenant "{tenant}" has {count} open connections, its limit; close some first',
                 retry_after=5,
             )
-        self._unauthenticated.pop(request.protocol, None)
+        self._unauthenticated.pop(key, None)
         connection.owner = tenant
         self._owned[tenant] = count + 1
 
@@ -217,7 +232,7 @@ class ConnectionGuard:
 class GuardedSite(web.BaseSite):
     """aiohttp's ``TCPSite``, with the TLS handshake bounded by the guard's header timeout."""
 
-    __slots__ = ("_bound_port", "_handshake_timeout", "_host", "_port")
+    __slots__ = ("_bound_port", "_handshake_timeout", "_host", "_port", "_protocol")
 
     def __init__(
         self,
@@ -228,8 +243,11 @@ class GuardedSite(web.BaseSite):
         ssl_context: ssl.SSLContext | None,
         handshake_timeout: float,
         backlog: int = 1024,
+        protocol: Callable[[], asyncio.BaseProtocol] | None = None,
     ) -> None:
+        """``protocol``: makes each connection's protocol (default: the runner's aiohttp server)."""
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
+        self._protocol = protocol
         self._host = host
         self._port = port
         self._handshake_timeout = handshake_timeout
@@ -245,7 +263,7 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            server,
+            self._protocol or server,
             self._host,
             self._port,
             ssl=self._ssl_context,

@@ -97,7 +97,17 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self._connections = Counter(
+            "watchcache_http_connections",
+            "Connections accepted by the REST front, by protocol (h2 or http/1.1).",
+            ["protocol"],
+            registry=self.registry,
+        )
         self.registry.register(_CacheCollector(storage))
+
+    def connection(self, protocol: str) -> None:
+        """A connection was accepted and speaks ``protocol``."""
+        self._connections.labels(protocol).inc()
 
     def observe(self, *, verb: str, group: str, resource: str, code: int, seconds: float) -> None:
         self._requests.labels(verb, group, resource, str(code)).inc()

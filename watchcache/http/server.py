@@ -37,6 +37,7 @@ from ..tenancy.limits import Admission
 from ..tenancy.limits import admissions as make_admissions
 from .connections import ConnectionGuard, GuardedSite, TooManyConnectionsError
 from .documents import Documents
+from .http2 import Listener
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .namespaces import NamespaceHandlers
@@ -99,6 +100,7 @@ class APIServer:
         }
         self._runner: web.AppRunner | None = None
         self._site: GuardedSite | None = None
+        self._listener: Listener | None = None
 
     def admission(self, tenant: str) -> Admission:
         """The limits (and what they count right now) of one tenant."""
@@ -107,7 +109,8 @@ class APIServer:
     # -- listening ------------------------------------------------------------------------------------
 
     async def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> tuple[str, int]:
-        """Start accepting connections; returns the bound (host, port)."""
+        """Start accepting connections; returns the bound (host, port). With HTTP/2 on (the
+        default), ``ssl_context`` is set to offer ``h2`` and ``http/1.1`` by ALPN."""
         self._runner = web.AppRunner(
             self.app(),
             handler_cancellation=True,
@@ -117,12 +120,25 @@ class APIServer:
         await self._runner.setup()
         assert self._runner.server is not None
         self.connections.attach(self._runner.server)
+        http2 = self.settings.http2
+        if http2.enabled:
+            if ssl_context is not None:
+                ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+            self._listener = Listener(
+                server=self._runner.server,
+                guard=self.connections,
+                settings=http2,
+                idle_timeout=self.settings.connections.idle_timeout,
+                tls=ssl_context is not None,
+                counted=self.metrics.connection,
+            )
         self._site = GuardedSite(
             self._runner,
             host,
             port,
             ssl_context=ssl_context,
             handshake_timeout=self.settings.connections.header_timeout,
+            protocol=self._listener,
         )
         await self._site.start()
         bound: tuple[str, int] = self._runner.addresses[0][:2]
@@ -138,6 +154,9 @@ class APIServer:
     async def close(self) -> None:
         """Let requests in flight finish, then close every connection."""
         await self.stop_accepting()
+        if self._listener is not None:
+            await self._listener.close(grace=5.0)
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .connections import ConnectionSettings
+from .http2 import HTTP2Settings
 
 __all__ = ["ServerSettings"]
 
@@ -23,3 +24,5 @@ class ServerSettings:
     read before the connection is dropped."""
     connections: ConnectionSettings = field(default_factory=ConnectionSettings)
     """Header and idle timeouts, and the caps on connections without credentials."""
+    http2: HTTP2Settings = field(default_factory=HTTP2Settings)
+    """HTTP/2 (ALPN ``h2`` over TLS, prior knowledge in plain text) and its bounds."""

@@ -40,6 +40,11 @@ what a client that stops reading can hold before its handler waits on it."""
 def direct_writer(transport: Any) -> WatchSink:
     """The fast path's sink: events' shared chunks written straight to ``transport``."""
 
+    own = getattr(transport, "watch_sink", None)
+    if own is not None:  # an HTTP/2 stream (:mod:`.http2`): DATA frames, not chunks
+        sink: WatchSink = own()
+        return sink
+
     # ``transport`` is asyncio's or uvloop's (which does not subclass asyncio.WriteTransport).
     def write(events: list[WatchEvent]) -> bool:
         if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER:

@@ -97,6 +97,10 @@ class Stream:
         # The body as it came, each piece with its flow-controlled length: acknowledged (the client's
         # window reopened) only when read, so a client can never have more than its window unread.
         self._body: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        self.body_ended = False
+        """The client has ended its side (the body may still be queued for :meth:`read`)."""
+        self.body_received = 0
+        """Bytes of the body received so far."""
         # DATA not written yet, each message as its parts (often shared by many streams: held, not
         # copied) and its size.
         self._pending: deque[tuple[list[Piece], int]] = deque()
@@ -129,6 +133,10 @@ class Stream:
         return data
 
     def _received(self, data: bytes | None, flow_controlled: int = 0) -> None:
+        if data is None:
+            self.body_ended = True
+        else:
+            self.body_received += len(data)
         self._body.put_nowait(None if data is None else (data, flow_controlled))
 
     # -- the answer -------------------------------------------------------------------------------------
@@ -180,7 +188,8 @@ class Stream:
                 self._draining = False
 
     def end(self, trailers: list[tuple[bytes, bytes]]) -> None:
-        """End our side with ``trailers`` once every queued DATA is out."""
+        """End our side with ``trailers`` once every queued DATA is out (none: an empty DATA frame
+        with END_STREAM)."""
         if self.closed or self.ended:
             return
         self._trailers = trailers
@@ -208,9 +217,13 @@ class Stream:
 class Connection(asyncio.Protocol):
     """One HTTP/2 connection (see the module docstring)."""
 
-    def __init__(self, handler: Handler, *, settings: dict[int, int] | None = None) -> None:
+    def __init__(
+        self, handler: Handler, *, settings: dict[int, int] | None = None, validate: bool = False
+    ) -> None:
+        """``validate``: h2 checks each request's headers (pseudo-headers, names, connection-specific
+        fields) and answers a malformed one with a protocol error."""
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False
+            client_side=False, header_encoding=None, validate_inbound_headers=validate
         )
         self.h2 = h2.connection.H2Connection(config)
         self._handler = handler
@@ -449,7 +462,10 @@ class Connection(asyncio.Protocol):
             if stream._trailers is not None:
                 trailers, stream._trailers = stream._trailers, None
                 with contextlib.suppress(h2.exceptions.H2Error):
-                    h2conn.send_headers(stream.id, trailers, end_stream=True)
+                    if trailers:
+                        h2conn.send_headers(stream.id, trailers, end_stream=True)
+                    else:
+                        h2conn.end_stream(stream.id)
                 self.flush()
         stream._wake()
 

@@ -201,3 +201,40 @@ async def test_diff_shows_the_change_and_writes_nothing(kubectl: Kubectl, tmp_pa
     diff = out.decode()
     assert "-  size: 1" in diff and "+  size: 3" in diff, diff
     assert await kubectl.json("get", "flunder", "f", "-n", "default") == before
+
+
+def _connections(service: Service, protocol: str) -> float:
+    """Connections of ``protocol`` the service accepted (its metric)."""
+    assert service.api is not None
+    for line in service.api.metrics.render().decode().splitlines():
+        if line.startswith(f'watchcache_http_connections_total{{protocol="{protocol}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_kubectl_speaks_http2_by_alpn(kubectl: Kubectl, tls_service: Service, tmp_path: Path) -> None:
+    """kubectl negotiates h2 by ALPN: apply, get and a watch seeing a change all go over HTTP/2
+    connections (the service's count of connections by protocol), none over HTTP/1.1."""
+    manifest = tmp_path / "h2.yaml"
+    manifest.write_text(FLUNDER.format(name="h2a", app="x", size=1))
+    await kubectl("apply", "-f", str(manifest))
+    watcher = await kubectl.start("get", "flunders", "-n", "default", "-w", "--output-watch-events")
+    assert watcher.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = ""
+            while "h2a" not in line:
+                line = (await watcher.stdout.readline()).decode()
+                assert line, "kubectl get -w ended early"
+            manifest.write_text(FLUNDER.format(name="h2a", app="x", size=2))
+            await kubectl("apply", "-f", str(manifest))
+            while "MODIFIED" not in line:
+                line = (await watcher.stdout.readline()).decode()
+                assert line, "kubectl get -w ended early"
+    finally:
+        watcher.kill()
+        await watcher.wait()
+    got = await kubectl.json("get", "flunder", "h2a", "-n", "default")
+    assert got["spec"]["size"] == 2
+    assert _connections(tls_service, "h2") >= 3
+    assert _connections(tls_service, "http/1.1") == 0

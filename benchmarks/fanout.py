@@ -2,6 +2,8 @@
 straight to etcd. Side by side, in one run, on the same machine:
 
 - watchcache: ``watchcache serve`` in front of etcd; W HTTP/1.1 chunked watches (one connection each);
+- watchcache-h2: the same, W watches over HTTP/2 with prior knowledge (h2c), ``--watches-per-conn``
+  streams per connection (10 by default, as the gRPC clients have);
 - etcd: W gRPC Watch watches straight on etcd;
 - wc-etcd: W gRPC Watch watches through watchcache's etcd v3 front (``--etcd-listen-port``);
 - grpc-proxy: W gRPC Watch watches through ``etcd grpc-proxy start`` (the same etcd binary).
@@ -9,11 +11,12 @@ straight to etcd. Side by side, in one run, on the same machine:
 The server side (etcd, and watchcache or grpc-proxy) is pinned to one core, the clients and the writer
 to the other; etcd's data dir is on tmpfs. The watchers are one C program (benchmarks/wclient.c,
 compiled at run time with ``cc``): epoll over every socket, HTTP/1.1 chunked parsing, or hand-rolled
-HTTP/2 + protobuf for gRPC, so that the client is not the bottleneck; its CPU is printed.
+HTTP/2 (+ protobuf for gRPC), so that the client is not the bottleneck; its CPU is printed.
 
     python benchmarks/fanout.py --quick
     python benchmarks/fanout.py --watchers 1000 --rate 50 --duration 10 --runs 3
     python benchmarks/fanout.py --watchers 1000,10000 --rate 50,500 --runs 3 --json results.json
+    python benchmarks/fanout.py -W 1000 -R 50 --runs 3 --targets watchcache,watchcache-h2,grpc-proxy
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ from _common import (
     running,
 )
 
-TARGETS = ("watchcache", "wc-etcd", "etcd", "grpc-proxy")
+TARGETS = ("watchcache", "watchcache-h2", "wc-etcd", "etcd", "grpc-proxy")
+SERVED_BY_WATCHCACHE = ("watchcache", "watchcache-h2", "wc-etcd")
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Params:
     drain: float
     watches_per_stream: int
     streams_per_conn: int
+    watches_per_conn: int
     watchcache_args: tuple[str, ...]
 
 
@@ -140,7 +145,7 @@ def run_target(target: str, p: Params, client_bin: str) -> dict[str, Any]:
     etcd = Etcd(core=server_core)
     servers: list[Any] = [etcd]
     wc = proxy = None
-    if target in ("watchcache", "wc-etcd"):
+    if target in SERVED_BY_WATCHCACHE:
         wc = Watchcache(etcd, core=server_core, extra=p.watchcache_args, etcd_front=target == "wc-etcd")
         servers.append(wc)
     elif target == "grpc-proxy":
@@ -148,11 +153,11 @@ def run_target(target: str, p: Params, client_bin: str) -> dict[str, Any]:
         servers.append(proxy)
     with running(*servers):
         assert etcd.proc is not None
-        if target == "watchcache":
+        if target in ("watchcache", "watchcache-h2"):
             assert wc is not None and wc.proc is not None
             server_pid = wc.proc.pid
             path = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{RESOURCE}?watch=true&resourceVersion=0"
-            args = ["http", "127.0.0.1", str(wc.port), path]
+            args = ["http" if target == "watchcache" else "h2", "127.0.0.1", str(wc.port), path]
         else:
             if target == "wc-etcd":
                 assert wc is not None and wc.proc is not None
@@ -165,6 +170,8 @@ def run_target(target: str, p: Params, client_bin: str) -> dict[str, Any]:
         args += [str(p.watchers), str(p.events), "120"]
         if args[0] == "grpc":
             args += [str(p.watches_per_stream), str(p.streams_per_conn)]
+        elif args[0] == "h2":
+            args += [str(p.watches_per_conn)]
         client = Client(pinned([client_bin, *args], client_core))
         try:
             opened = client.expect("OPEN", 180)
@@ -262,7 +269,7 @@ ROWS: list[tuple[str, str, str]] = [
 def summarize(runs: dict[str, list[dict[str, Any]]], p: Params, n_runs: int) -> str:
     targets = [t for t in TARGETS if t in runs]
     cols = list(targets)
-    ratios = [t for t in ("watchcache", "wc-etcd") if t in runs and "grpc-proxy" in runs]
+    ratios = [t for t in SERVED_BY_WATCHCACHE if t in runs and "grpc-proxy" in runs]
     cols += [f"{t}/proxy" for t in ratios]
     table = Table(
         f"W={p.watchers} R={p.rate:g}/s E={p.events} ({_runs(n_runs)})",
@@ -310,6 +317,9 @@ def main() -> int:
     ap.add_argument("--drain", type=float, default=60.0, help="seconds to wait for delivery after writing")
     ap.add_argument("--watches-per-stream", type=int, default=1, help="gRPC watches per Watch stream")
     ap.add_argument("--streams-per-conn", type=int, default=100, help="gRPC Watch streams per connection")
+    ap.add_argument(
+        "--watches-per-conn", type=int, default=10, help="watchcache-h2: watch streams per HTTP/2 connection"
+    )
     ap.add_argument("--watchcache-arg", action="append", default=[], help="extra flag for watchcache serve")
     ap.add_argument("--json", help="append the raw results (one JSON object per run) to this file")
     ap.add_argument("--quick", action="store_true", help="a few seconds: W=20, E=40 at 200/s, one run")
@@ -336,6 +346,7 @@ def main() -> int:
                 drain=args.drain,
                 watches_per_stream=args.watches_per_stream,
                 streams_per_conn=args.streams_per_conn,
+                watches_per_conn=args.watches_per_conn,
                 watchcache_args=tuple(args.watchcache_arg),
             )
             runs: dict[str, list[dict[str, Any]]] = {}

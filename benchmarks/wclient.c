@@ -1,10 +1,13 @@
 /* wclient: a lean load client for the fan-out benchmark, compiled at run time by benchmarks/_common.py.
  *
- * One thread, one epoll, many sockets. Two protocols:
+ * One thread, one epoll, many sockets. Three protocols:
  *   http: W HTTP/1.1 chunked watches (Kubernetes watch: one JSON event per line), one connection each;
  *   grpc: W etcd Watch watches over hand-rolled HTTP/2 (h2c prior knowledge), WPS watches per Watch
  *         stream, SPC streams per connection. HPACK: we send literal headers only and never decode the
- *         server's (we need nothing from them), so no dynamic table state is kept.
+ *         server's (we need nothing from them), so no dynamic table state is kept;
+ *   h2:   W Kubernetes watches over the same HTTP/2 (h2c prior knowledge), one stream each, WPC
+ *         streams per connection; a stream's DATA is the event lines. A response's status is read
+ *         from the first byte of its header block (HPACK's indexed ":status: 200" is 0x88).
  *
  * Every event value carries `"bench":"SEQ TS"` (the writer's sequence number and wall-clock ns). The
  * client counts, per watcher, distinct / duplicated / reordered events and a latency histogram.
@@ -15,6 +18,7 @@
  *
  * usage: wclient http HOST PORT PATH W E OPEN_TIMEOUT
  *        wclient grpc HOST PORT KEY RANGE_END W E OPEN_TIMEOUT WPS SPC
+ *        wclient h2 HOST PORT PATH W E OPEN_TIMEOUT WPC
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -256,7 +260,7 @@ typedef struct {
     int first_w, nwatch, created, ended;
     int *id2w; /* watch_id -> watcher, in order of the "created" answers */
     int id2w_len;
-    char *msg; /* gRPC message reassembly */
+    char *msg; /* gRPC message reassembly; h2: a partial event line */
     size_t msg_len, msg_cap, need; /* need: total bytes of the current message incl. 5-byte prefix */
     uint64_t unacked;
 } gstream_t;
@@ -267,11 +271,12 @@ typedef struct {
     char *carry;
     size_t carry_len, carry_cap;
     uint64_t unacked;
-    int closed;
+    int closed, pending; /* pending: h2, some stream not answered yet */
 } gconn_t;
 
-static const char *g_key, *g_end, *g_host;
-static int g_port;
+static const char *g_key, *g_end, *g_host, *g_path;
+static int g_port, rest; /* rest: the h2 mode (Kubernetes watches), else gRPC */
+static int pending_conns;    /* h2 connections whose streams are not all answered yet */
 
 static void frame_header(uint8_t *h, uint32_t len, uint8_t type, uint8_t flags, uint32_t sid) {
     h[0] = len >> 16; h[1] = len >> 8; h[2] = len;
@@ -287,10 +292,16 @@ static size_t put_varint(uint8_t *p, uint64_t v) {
 }
 
 static size_t hpack_str(uint8_t *p, const char *s) {
-    size_t n = strlen(s); /* short strings only (< 127) */
-    p[0] = n;
-    memcpy(p + 1, s, n);
-    return n + 1;
+    size_t n = strlen(s), h = 0; /* a string literal, not Huffman-coded: 7-bit prefix length */
+    if (n < 127) p[h++] = n;
+    else {
+        size_t v = n - 127;
+        p[h++] = 127;
+        while (v >= 128) { p[h++] = (v & 0x7f) | 0x80; v >>= 7; }
+        p[h++] = v;
+    }
+    memcpy(p + h, s, n);
+    return h + n;
 }
 
 static void window_update(gconn_t *c, uint32_t sid, uint32_t inc) {
@@ -319,6 +330,25 @@ static void grpc_start(gconn_t *c) {
     n += 13;
     char authority[64];
     snprintf(authority, sizeof authority, "%s:%d", g_host, g_port);
+    if (rest) { /* one GET per stream, ended with its headers */
+        for (int i = 0; i < c->nstreams; i++) {
+            uint8_t hb[4200];
+            size_t h = 0;
+            hb[h++] = 0x82; /* :method GET */
+            hb[h++] = 0x86; /* :scheme http */
+            hb[h++] = 0x04; /* :path */
+            h += hpack_str(hb + h, g_path);
+            hb[h++] = 0x01; /* :authority */
+            h += hpack_str(hb + h, authority);
+            hb[h++] = 0x0f; hb[h++] = 0x04; /* accept (static index 19) */
+            h += hpack_str(hb + h, "application/json");
+            frame_header(buf + n, h, 1, 5 /* END_STREAM | END_HEADERS */, c->streams[i].id);
+            memcpy(buf + n + 9, hb, h);
+            n += 9 + h;
+        }
+        write_all(c->fd, buf, n);
+        return;
+    }
     for (int i = 0; i < c->nstreams; i++) {
         gstream_t *g = &c->streams[i];
         uint8_t hb[256];
@@ -451,6 +481,10 @@ static void watch_response(gconn_t *c, gstream_t *g, const uint8_t *p, size_t n,
 static void stream_end(gstream_t *g) {
     if (g->ended) return;
     g->ended = 1;
+    if (rest) {
+        if (!ws[g->first_w].closed) { ws[g->first_w].closed = 1; closed_watchers++; }
+        return;
+    }
     for (int i = 0; i < g->id2w_len; i++) {
         int w = g->id2w[i];
         if (w >= 0 && !ws[w].closed) { ws[w].closed = 1; closed_watchers++; }
@@ -460,6 +494,41 @@ static void stream_end(gstream_t *g) {
         int w = g->first_w + k;
         if (!ws[w].closed) { ws[w].closed = 1; closed_watchers++; }
     }
+}
+
+/* h2: a stream's DATA is event lines (split across frames anywhere) */
+static void rest_data(gstream_t *g, const char *p, size_t n, int64_t now) {
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        if (!nl) {
+            append(&g->msg, &g->msg_len, &g->msg_cap, p, n);
+            return;
+        }
+        size_t k = nl - p;
+        const char *line = p;
+        size_t len = k;
+        if (g->msg_len) {
+            append(&g->msg, &g->msg_len, &g->msg_cap, p, k);
+            line = g->msg, len = g->msg_len;
+        }
+        total_lines++;
+        if (len > 15 && memcmp(line, "{\"type\":\"ERROR\"", 15) == 0) ws[g->first_w].errors++;
+        else record(g->first_w, line, len, now);
+        g->msg_len = 0;
+        p += k + 1;
+        n -= k + 1;
+    }
+}
+
+/* h2: the first HEADERS of a stream is its response */
+static void rest_headers(gconn_t *c, gstream_t *g, const uint8_t *p, size_t n) {
+    if (g->created) return; /* trailers */
+    g->created = 1;
+    if (n && p[0] == 0x88) opened++;
+    else fprintf(stderr, "wclient: watch refused (status not 200)\n");
+    int answered = 0;
+    for (int i = 0; i < c->nstreams; i++) answered += c->streams[i].created || c->streams[i].ended;
+    if (answered == c->nstreams && c->pending) { c->pending = 0; pending_conns--; }
 }
 
 static gstream_t *find_stream(gconn_t *c, uint32_t sid) {
@@ -513,7 +582,8 @@ static size_t grpc_parse(gconn_t *c, const uint8_t *p, size_t n, int64_t now) {
             const uint8_t *dp = pl;
             if (flags & 8) { uint8_t pad = dp[0]; dp++; dl = dl - 1 - pad; }
             if (g) {
-                grpc_data(c, g, dp, dl, now);
+                if (rest) rest_data(g, (const char *)dp, dl, now);
+                else grpc_data(c, g, dp, dl, now);
                 g->unacked += len;
                 if (g->unacked > (1u << 30)) { window_update(c, sid, g->unacked); g->unacked = 0; }
                 if (flags & 1) stream_end(g);
@@ -521,6 +591,13 @@ static size_t grpc_parse(gconn_t *c, const uint8_t *p, size_t n, int64_t now) {
             c->unacked += len;
             if (c->unacked > (1u << 30)) { window_update(c, 0, c->unacked); c->unacked = 0; }
         } else if (type == 1) { /* HEADERS: not decoded; END_STREAM means trailers */
+            if (g && rest) {
+                const uint8_t *hp = pl;
+                size_t hl = len;
+                if (flags & 8) { hl -= 1 + hp[0]; hp++; }
+                if (flags & 0x20) { hp += 5; hl -= 5; } /* PRIORITY */
+                rest_headers(c, g, hp, hl);
+            }
             if (g && (flags & 1)) stream_end(g);
         } else if (type == 3) {
             if (g) stream_end(g);
@@ -544,6 +621,7 @@ static size_t grpc_parse(gconn_t *c, const uint8_t *p, size_t n, int64_t now) {
 static void grpc_close(gconn_t *c, int ep) {
     if (c->closed) return;
     c->closed = 1;
+    if (c->pending) { c->pending = 0; pending_conns--; }
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     for (int i = 0; i < c->nstreams; i++) stream_end(&c->streams[i]);
@@ -558,15 +636,17 @@ static void carry_then(char **carry, size_t *len, size_t *cap, const char *src, 
 
 int main(int argc, char **argv) {
     if (argc < 8) { fprintf(stderr, "usage: see the source\n"); return 2; }
-    int grpc = strcmp(argv[1], "grpc") == 0;
+    rest = strcmp(argv[1], "h2") == 0;
+    int grpc = strcmp(argv[1], "grpc") == 0 || rest; /* both are HTTP/2 connections of streams */
     const char *host = argv[2];
     int port = atoi(argv[3]);
     const char *path = argv[4];
-    int ai = grpc ? 6 : 5;
+    int ai = grpc && !rest ? 6 : 5;
     W = atoi(argv[ai]);
     E = atoi(argv[ai + 1]);
     open_timeout = atof(argv[ai + 2]);
-    int wps = grpc ? atoi(argv[ai + 3]) : 1, spc = grpc ? atoi(argv[ai + 4]) : 1;
+    int wps = grpc && !rest ? atoi(argv[ai + 3]) : 1;
+    int spc = rest ? atoi(argv[ai + 3]) : grpc ? atoi(argv[ai + 4]) : 1;
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -586,7 +666,7 @@ int main(int argc, char **argv) {
     int nconn = 0, next_conn = 0;
     const int max_pending = 128; /* watches being opened at once (listen backlogs are finite) */
     if (grpc) {
-        g_key = argv[4]; g_end = argv[5]; g_host = host; g_port = port;
+        g_key = argv[4]; g_end = argv[5]; g_host = host; g_port = port; g_path = argv[4];
         int streams = (W + wps - 1) / wps;
         nconn = (streams + spc - 1) / spc;
         gc = calloc(nconn, sizeof *gc);
@@ -602,11 +682,9 @@ int main(int argc, char **argv) {
                 g->nwatch = (W - w) < wps ? (W - w) : wps;
                 w += g->nwatch;
             }
-            c->fd = connect_to(host, port);
-            struct epoll_event e2 = {.events = EPOLLIN | EPOLLOUT, .data.u64 = i};
-            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e2);
+            c->fd = -1;
         }
-        next_conn = nconn;
+        next_conn = 0;
     } else {
         nconn = W;
         hc = calloc(W, sizeof *hc);
@@ -615,6 +693,16 @@ int main(int argc, char **argv) {
 
     struct epoll_event evs[1024];
     while (!stop) {
+        /* connect in waves (listen backlogs and the server's cap on connections without a request
+           are finite); gRPC connections all at once, as before */
+        while (grpc && next_conn < nconn && (!rest || pending_conns < 32)) {
+            gconn_t *c = &gc[next_conn];
+            c->fd = connect_to(host, port);
+            struct epoll_event e2 = {.events = EPOLLIN | EPOLLOUT, .data.u64 = next_conn};
+            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e2);
+            if (rest) c->pending = 1, pending_conns++;
+            next_conn++;
+        }
         if (!grpc) { /* open HTTP watches in waves */
             while (next_conn < W && next_conn - opened - closed_watchers < max_pending) {
                 hconn_t *c = &hc[next_conn];

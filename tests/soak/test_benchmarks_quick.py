@@ -33,7 +33,7 @@ def test_fanout_quick() -> None:
     """fanout.py --quick: every target delivers the events and the side-by-side table is printed."""
     out = _run("fanout.py")
     assert "| W=20 R=200/s E=40" in out
-    for column in ("watchcache", "wc-etcd", "etcd", "grpc-proxy"):
+    for column in ("watchcache", "watchcache-h2", "wc-etcd", "etcd", "grpc-proxy"):
         assert column in out
     assert "events delivered / expected" in out
     assert "p99 put→receive ms" in out

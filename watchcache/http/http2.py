@@ -305,6 +305,8 @@ class _Front:
             except StatusError as err:
                 _refuse(stream, err)
                 return
+            # A watch lasts until its client or the cache ends it: a shutdown does not wait for it.
+            stream.long_lived = message.url.query.get("watch") in ("true", "1")
             protocol = _StreamProtocol(stream)
             loop = asyncio.get_running_loop()
             if stream.body_ended and not stream.body_received:  # no body (GET, DELETE, WATCH...)
@@ -359,6 +361,10 @@ def _message(stream: Stream) -> RawRequestMessage:
                 path = value.decode("utf-8", "surrogateescape")
             elif name == b":authority":
                 authority = value.decode("utf-8", "surrogateescape")
+            continue
+        if name == b"expect":
+            # HTTP/2 has no interim 100 response to wait for: the body simply follows (its window
+            # bounds it), and aiohttp's expect handler would write HTTP/1.1 bytes to the stream.
             continue
         headers.add(name.decode("ascii", "replace"), value.decode("utf-8", "surrogateescape"))
         raw.append((name, value))
@@ -470,11 +476,6 @@ class Listener:
     def http2(self) -> asyncio.Protocol:
         self._counted("h2")
         return _RestConnection(self._front)
-
-    @property
-    def http2_connections(self) -> int:
-        """HTTP/2 connections open now."""
-        return len(self._front.connections)
 
     async def close(self, grace: float) -> None:
         await self._front.close(grace)

@@ -46,7 +46,7 @@ from yarl import URL
 
 from ..api.watch import WatchEvent, WatchSink
 from ..errors import BadRequestError, StatusError
-from ..transport.http2 import Connection, Piece, Stream
+from ..transport.http2 import Connection, Stream
 from .connections import ConnectionGuard
 from .wire import event_line
 
@@ -126,12 +126,10 @@ class _StreamTransport:
         def write(events: list[WatchEvent]) -> bool:
             if stream.closed or stream.ended or stream.unsent > _STREAM_HIGH_WATER:
                 return False
-            if len(events) == 1:
-                line = event_line(events[0])
-                stream.send_parts([line], len(line))
-            else:
-                lines: list[Piece] = [event_line(event) for event in events]
-                stream.send_parts(lines, sum(len(line) for line in lines))
+            # Several events (dispatch catching up) are joined: one piece is cut into frames as
+            # views, where many small ones would be walked again for every frame.
+            data = event_line(events[0]) if len(events) == 1 else b"".join([event_line(e) for e in events])
+            stream.send_parts([data], len(data))
             return True
 
         return write

@@ -40,7 +40,7 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion11, RawRequestMessage
-from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -60,9 +60,9 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # A stream's unsent DATA past which its writer waits for the client (as aiohttp's HTTP/1.1 writer
 # waits past its transport's high-water mark), and past which a watch's events queue in its watcher.
 _STREAM_HIGH_WATER = 64 * 1024
-# A request body is read ahead of its handler up to this much (the rest waits in the flow-control
-# window the client was given).
-_BODY_READ_AHEAD = 16 * 1024
+# Unsent bytes on a connection's socket past which a request dropped for not reading takes the whole
+# connection with it (the client stopped reading the connection, not one stream).
+_CONNECTION_BEHIND = 256 * 1024
 # Response headers that belong to an HTTP/1.1 connection, not to an HTTP/2 stream (RFC 9113 §8.2.2).
 _CONNECTION_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
@@ -112,7 +112,7 @@ class _StreamTransport:
         behind (the client stopped reading the connection, not one stream)."""
         connection = self._stream.connection
         transport = connection.transport
-        if transport is not None and transport.get_write_buffer_size() > _STREAM_HIGH_WATER:
+        if transport is not None and transport.get_write_buffer_size() > _CONNECTION_BEHIND:
             transport.abort()
         else:
             self._stream.reset()
@@ -138,7 +138,7 @@ class _StreamTransport:
 class _StreamProtocol:
     """What aiohttp's request asks of its connection's protocol, for one stream."""
 
-    __slots__ = ("_resumed", "connection", "peername", "sockname", "ssl_context", "transport")
+    __slots__ = ("connection", "peername", "sockname", "ssl_context", "transport")
 
     max_field_size = 16384
     max_headers = 128
@@ -151,27 +151,57 @@ class _StreamProtocol:
         self.ssl_context = transport.get_extra_info("sslcontext")
         self.peername = transport.get_extra_info("peername")
         self.sockname = transport.get_extra_info("sockname")
-        self._resumed = asyncio.Event()
-        self._resumed.set()
 
-    # The body's reader (aiohttp's StreamReader) pauses and resumes its producer, the stream's pump.
-    @property
-    def _reading_paused(self) -> bool:
-        return not self._resumed.is_set()
 
-    @property
-    def connected(self) -> bool:
-        return not self.transport.is_closing()
+class _Body:
+    """A request's body as aiohttp's request reads it (``readany`` until ``b""``), taken from the
+    stream only as the handler reads it. A piece is acknowledged (the client's window reopened) when
+    taken, so what waits unread on a connection is bounded by its flow-control window, however many
+    streams it has — and nothing is read for a request that never gets to reading its body."""
 
-    def pause_reading(self) -> None:
-        self._resumed.clear()
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self._taken = 0
+        self._eof = False
+        self._exception: BaseException | None = None
 
-    def resume_reading(self, resume_parser: bool = True) -> None:
-        """(``resume_parser``: aiohttp's HTTP/1.1 parser's; a stream has none.)"""
-        self._resumed.set()
+    def at_eof(self) -> bool:
+        stream = self._stream
+        return self._eof or (stream.body_ended and self._taken == stream.body_received)
 
-    async def resumed(self) -> None:
-        await self._resumed.wait()
+    is_eof = at_eof
+
+    def exception(self) -> BaseException | None:
+        return self._exception
+
+    def set_exception(self, exc: BaseException, exc_cause: BaseException | None = None) -> None:
+        self._exception = exc
+
+    def set_read_chunk_size(self, size: int) -> None:
+        """(Pieces are the DATA frames as they came.)"""
+
+    async def readany(self) -> bytes:
+        if self._exception is not None:
+            raise self._exception
+        if self._eof:
+            return b""
+        piece = await self._stream.read()
+        if piece is None:
+            self._eof = True
+            if not self._stream.body_ended:
+                raise ConnectionResetError("the client reset the stream")
+            return b""
+        self._taken += len(piece)
+        return piece
+
+    async def read(self, n: int = -1) -> bytes:
+        """The rest of the body (``n`` is a hint: a piece may be longer)."""
+        pieces = []
+        while piece := await self.readany():
+            pieces.append(piece)
+            if 0 <= n <= sum(len(p) for p in pieces):
+                break
+        return b"".join(pieces)
 
 
 class _StreamWriter(AbstractStreamWriter):
@@ -296,7 +326,6 @@ class _Front:
 
     async def serve(self, stream: Stream) -> None:
         connection = cast(_RestConnection, stream.connection)
-        pump: asyncio.Task[None] | None = None
         try:
             try:
                 message = _message(stream)
@@ -306,12 +335,9 @@ class _Front:
             # A watch lasts until its client or the cache ends it: a shutdown does not wait for it.
             stream.long_lived = message.url.query.get("watch") in ("true", "1")
             protocol = _StreamProtocol(stream)
-            loop = asyncio.get_running_loop()
-            if stream.body_ended and not stream.body_received:  # no body (GET, DELETE, WATCH...)
-                payload = EMPTY_PAYLOAD
-            else:
-                payload = StreamReader(cast(Any, protocol), _BODY_READ_AHEAD, loop=loop)
-                pump = loop.create_task(_pump(stream, payload, protocol), name=f"h2-body {stream.id}")
+            # No body (GET, WATCH, most DELETEs): aiohttp's empty payload, as HTTP/1.1 has.
+            empty = stream.body_ended and not stream.body_received
+            payload: Any = EMPTY_PAYLOAD if empty else _Body(stream)
             task = asyncio.current_task()
             assert task is not None
             writer = _StreamWriter(stream)
@@ -324,26 +350,15 @@ class _Front:
         except ConnectionResetError:
             stream.reset()
         finally:
-            if pump is not None:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+            # Answered without reading the whole body (a 413, a 401): what came of it is acknowledged,
+            # or it would hold the connection's window for good.
+            stream.discard()
             connection.streams.pop(stream.id, None)
             connection.idle()
 
     async def close(self, grace: float) -> None:
         """GOAWAY on every connection; the requests in flight get ``grace`` seconds."""
         await asyncio.gather(*(c.shut(grace) for c in list(self.connections)))
-
-
-async def _pump(stream: Stream, reader: StreamReader, protocol: _StreamProtocol) -> None:
-    """Feed a request's body from its stream to its reader, pausing while the reader is full."""
-    try:
-        while (piece := await stream.read()) is not None:
-            reader.feed_data(piece)
-            await protocol.resumed()
-    finally:
-        reader.feed_eof()
 
 
 def _message(stream: Stream) -> RawRequestMessage:

@@ -132,6 +132,14 @@ class Stream:
             self.connection.acknowledge(self.id, flow_controlled)
         return data
 
+    def discard(self) -> None:
+        """The rest of the body will not be read: acknowledge what has come of it (what comes later
+        is acknowledged by the connection once it no longer holds the stream)."""
+        while not self._body.empty():
+            piece = self._body.get_nowait()
+            if piece is not None and not self.closed:
+                self.connection.acknowledge(self.id, piece[1])
+
     def _received(self, data: bytes | None, flow_controlled: int = 0) -> None:
         if data is None:
             self.body_ended = True

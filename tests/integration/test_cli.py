@@ -157,10 +157,12 @@ async def test_json_logs_one_line_per_request_at_debug() -> None:
     verb, path and code, and a client error (4xx) one info line."""
     port = free_port()
     proc = await serve(port, "--log-format", "json", "--log-level", "debug")
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         async with asyncio.timeout(60):
-            await proc.stdout.readline()
+            banner = await proc.stdout.readline()
+        if not banner:  # it ended before serving (failed once in a full run: show why)
+            raise AssertionError(f"watchcache serve ended: {(await proc.stderr.read()).decode()[-3000:]}")
         base = f"http://127.0.0.1:{port}/apis/wardle.example.com/v1alpha1"
         async with aiohttp.ClientSession() as session:
             await until_ok(session, f"{base}/flunders")

@@ -264,3 +264,41 @@ async def test_bookmarks_go_to_idle_watchers_that_allow_them_at_the_cache_revisi
         assert all(not isinstance(i, Bookmark) for i in await drain(plain))
     finally:
         await cache.stop()
+
+
+async def test_etcd_protocol_watchers_of_one_range_share_its_selection_and_each_gets_its_own_part(
+    cache: Cache, etcd: MemoryEtcd
+) -> None:
+    """etcd-protocol watchers are grouped by key range (one selection per range per dispatch): each is
+    still sent exactly the changes of its range after its own start, in order, whether its sink takes
+    them at once or they wait in its buffer."""
+    start, end = LAYOUT.list_range("default")
+    now = cache.revision
+
+    def ranged(key_range: tuple[bytes, bytes], since: int) -> CacheWatcher:
+        return cache.watch(
+            selector=EVERYTHING, namespace=None, since=since, allow_bookmarks=False, key_range=key_range
+        )
+
+    whole, ahead, one_key, buffered = (
+        ranged((start, end), now),
+        ranged((start, end), now + 2),  # starts after the first two changes below
+        ranged((key("x"), b""), now),
+        ranged((start, end), now),
+    )
+    taken: dict[CacheWatcher, list[tuple[int, str]]] = {whole: [], ahead: [], one_key: []}
+    for watcher, seen in taken.items():
+        assert await drain(watcher) == []  # the (empty) replay: live changes may now take the sink
+
+        def sink(items: list[Any], seen: list[tuple[int, str]] = seen) -> bool:
+            seen.extend((item.revision, item.entry.name) for item in items)
+            return True
+
+        watcher.sink = sink
+    revisions = [put(etcd, "x"), put(etcd, "y"), put(etcd, "x"), put(etcd, "z", "other"), put(etcd, "w")]
+    await caught_up(cache, etcd)
+    x1, y, x2, _, w = revisions
+    assert taken[whole] == [(x1, "x"), (y, "y"), (x2, "x"), (w, "w")]
+    assert taken[ahead] == [(x2, "x"), (w, "w")]
+    assert taken[one_key] == [(x1, "x"), (x2, "x")]
+    assert [(c.revision, c.entry.name) for c in await drain(buffered)] == taken[whole]

@@ -1,8 +1,11 @@
 """Offering changes to a cache's watchers: the watcher index, coalescing, and bookmarks.
 
 Dispatch offers each watcher the changes it selects without ever waiting (see
-:mod:`.cache_watcher` for what a watcher does with them). Watchers are indexed by namespace, so a
-change is only offered to the watchers of its namespace and to those of all namespaces. While
+:mod:`.cache_watcher` for what a watcher does with them). REST watchers are indexed by namespace, so a
+change is only offered to the watchers of its namespace and to those of all namespaces. etcd-protocol
+watchers are grouped by key range: a dispatch selects a range's changes once and offers every watcher
+of the range the same list (the fan-out of the etcd front costs one range test per change, not one per
+watcher per change). While
 dispatch is busy (the last round ended less than its own duration ago), changes are held for up to
 5 ms so that those arriving meanwhile go out together: one write per watcher for several changes.
 Anything that depends on what watchers have been offered (registering a watcher, a bookmark) flushes
@@ -16,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 from ..errors import Status
 from .cache_watcher import Bookmark, CacheWatcher, Ended, Item
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 # Longest a change waits to be dispatched together with the next ones while dispatch is busy.
 _MAX_COALESCE = 0.005
 
+K = TypeVar("K")
+
 
 class Dispatcher:
     """The watchers of one cache and what they are offered (see the module docstring)."""
@@ -40,6 +46,7 @@ class Dispatcher:
         self._watchers: dict[CacheWatcher, None] = {}
         self._all_namespaces: dict[CacheWatcher, None] = {}
         self._by_namespace: dict[str, dict[CacheWatcher, None]] = {}
+        self._by_range: dict[tuple[bytes, bytes], dict[CacheWatcher, None]] = {}
         # Changes applied to the state but not yet offered to the watchers (see queue()).
         self._undispatched: list[Change] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -103,18 +110,57 @@ class Dispatcher:
                         else:
                             items.append(item)
         for watcher, items in pending.items():
-            if watcher.offer(items):
-                self._stats.events_dispatched += len(items)
+            self._offer(watcher, items)
+        if self._by_range:
+            self._dispatch_ranges(changes)
+
+    def _dispatch_ranges(self, changes: list[Change]) -> None:
+        """Offer each etcd-protocol watcher its range's changes: selected once per range, one shared
+        list for every watcher of the range (offer never keeps or changes the list it is given)."""
+        ended: list[tuple[CacheWatcher, list[Item]]] = []
+        dispatched = 0
+        for (start, end), group in self._by_range.items():
+            if end:
+                selected = [c for c in changes if start <= c.entry.key < end]
             else:
-                self._stats.watchers_ended_slow += 1
-                log.info("%s: ended a watcher that fell %d events behind", self._name, len(items))
-                self.unregister(watcher)
+                selected = [c for c in changes if c.entry.key == start]
+            if not selected:
+                continue
+            shared = cast(list[Item], selected)
+            first = selected[0].revision
+            for watcher in group:
+                items = shared
+                if watcher.after >= first:  # it started ahead of some of these changes
+                    after = watcher.after
+                    items = [c for c in selected if c.revision > after]
+                    if not items:
+                        continue
+                if watcher.offer(items):
+                    dispatched += len(items)
+                else:
+                    ended.append((watcher, items))
+        self._stats.events_dispatched += dispatched
+        for watcher, items in ended:
+            self._ended_slow(watcher, items)
+
+    def _offer(self, watcher: CacheWatcher, items: list[Item]) -> None:
+        if watcher.offer(items):
+            self._stats.events_dispatched += len(items)
+        else:
+            self._ended_slow(watcher, items)
+
+    def _ended_slow(self, watcher: CacheWatcher, items: list[Item]) -> None:
+        self._stats.watchers_ended_slow += 1
+        log.info("%s: ended a watcher that fell %d events behind", self._name, len(items))
+        self.unregister(watcher)
 
     # -- watchers ------------------------------------------------------------------------------------
 
     def register(self, watcher: CacheWatcher) -> None:
         self._watchers[watcher] = None
-        if watcher.namespace is None:
+        if watcher.key_range is not None:
+            self._by_range.setdefault(watcher.key_range, {})[watcher] = None
+        elif watcher.namespace is None:
             self._all_namespaces[watcher] = None
         else:
             self._by_namespace.setdefault(watcher.namespace, {})[watcher] = None
@@ -123,14 +169,12 @@ class Dispatcher:
 
     def unregister(self, watcher: CacheWatcher) -> None:
         self._watchers.pop(watcher, None)
-        if watcher.namespace is None:
+        if watcher.key_range is not None:
+            _leave(self._by_range, watcher.key_range, watcher)
+        elif watcher.namespace is None:
             self._all_namespaces.pop(watcher, None)
         else:
-            group = self._by_namespace.get(watcher.namespace)
-            if group is not None:
-                group.pop(watcher, None)
-                if not group:
-                    del self._by_namespace[watcher.namespace]
+            _leave(self._by_namespace, watcher.namespace, watcher)
 
     def end_all(self, why: Ended, error: Status | None = None) -> None:
         """End every watcher (with ``error`` delivered last, when given) and forget them."""
@@ -139,6 +183,7 @@ class Dispatcher:
         self._watchers.clear()
         self._all_namespaces.clear()
         self._by_namespace.clear()
+        self._by_range.clear()
 
     async def bookmarks(self, revision: Callable[[], int]) -> None:
         """Send idle watchers that allow bookmarks one at least every interval (a task of the cache)."""
@@ -155,3 +200,11 @@ class Dispatcher:
                     # Every change up to the revision has been offered to the watcher, in order.
                     if watcher.idle and not watcher.offer([Bookmark(revision())]):
                         self.unregister(watcher)
+
+
+def _leave(index: dict[K, dict[CacheWatcher, None]], key: K, watcher: CacheWatcher) -> None:
+    group = index.get(key)
+    if group is not None:
+        group.pop(watcher, None)
+        if not group:
+            del index[key]

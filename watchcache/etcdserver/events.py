@@ -5,7 +5,9 @@ watcher's own) followed by its ``events`` fields, and the encoded field of a cha
 without ``prev_kv`` — is made once, kept in the change's memo, and spliced into every watcher's
 response. The header field is encoded once per revision (:meth:`.front.Front.header_field`) and each
 watch's ``watch_id`` field once per watch: a watcher's response is a list of shared pieces, joined once,
-into the HTTP/2 frame that carries it.
+into the HTTP/2 frame that carries it. On the fan-out's fast path even the framed message (gRPC length
+prefix, header, id, events) is made once per dispatch for every watch with the same range, options and
+id (:func:`watch_message`): what each watch adds is its HTTP/2 frame header.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aetcd.rpc import kv_pb2, rpc_pb2
 from ..cache.window import Change, ChangeType
 from ..etcd.types import KeyValue
 
-__all__ = ["event_field", "events_blob", "response", "response_parts", "to_pb", "watch_id_field"]
+__all__ = ["event_field", "response", "response_parts", "to_pb", "watch_id_field", "watch_message"]
 
 _EVENTS_TAG = b"\x5a"  # field 11 (events), wire type 2 (length-delimited)
 _WATCH_ID_TAG = b"\x10"  # field 2 (watch_id), wire type 0 (varint)
@@ -64,24 +66,52 @@ def event_field(change: Change, *, prev_kv: bool) -> bytes:
     return field
 
 
-def events_blob(
-    changes: list[Change], key_range: tuple[bytes, bytes] | None, prev_kv: bool, filters: frozenset[int]
-) -> tuple[bytes, int]:
-    """The event fields a watch is sent for ``changes`` (what one dispatch selected for it), joined, and
-    how many there are; made once for every watch of the same range and options. Watches of one range
-    are offered the same changes of a dispatch from their start on, so the first change, the count and
-    the range name the list (kept in the last change's memo)."""
+class _Selected:
+    """The event fields one dispatch selected for the watches of a range and options, and the framed
+    messages made of them, one per header and watch id (shared by every watch that has those)."""
+
+    __slots__ = ("blob", "count", "messages")
+
+    def __init__(self, blob: bytes, count: int) -> None:
+        self.blob = blob
+        self.count = count
+        self.messages: dict[tuple[bytes, bytes], tuple[list[bytes], int]] = {}
+
+
+def watch_message(
+    changes: list[Change],
+    key_range: tuple[bytes, bytes] | None,
+    prev_kv: bool,
+    filters: frozenset[int],
+    *,
+    header_field: bytes,
+    watch_id: bytes,
+) -> tuple[list[bytes], int] | None:
+    """The gRPC message (length prefix included) a watch is sent for ``changes`` — what one dispatch
+    selected for it — as pieces and their size; None when its filters leave no event.
+
+    Made once for every watch of the same range, options, header and id: the watches of one range are
+    offered the same changes of a dispatch from their start on, so the first change, the count and the
+    range name the selection (kept in the last change's memo). The pieces are shared, never changed.
+    """
     memo_key = ("etcd-events", changes[0], len(changes), key_range, prev_kv, filters)
     memo = changes[-1].memo
-    found: tuple[bytes, int] | None = memo.get(memo_key)
-    if found is None:
+    selected: _Selected | None = memo.get(memo_key)
+    if selected is None:
         fields = [
             event_field(change, prev_kv=prev_kv)
             for change in changes
             if (_NODELETE if change.type is ChangeType.DELETED else _NOPUT) not in filters
         ]
-        found = memo[memo_key] = (b"".join(fields), len(fields))
-    return found
+        selected = memo[memo_key] = _Selected(b"".join(fields), len(fields))
+    if not selected.count:
+        return None
+    message = selected.messages.get((header_field, watch_id))
+    if message is None:
+        size = len(header_field) + len(watch_id) + len(selected.blob)
+        head = b"\0" + size.to_bytes(4, "big") + header_field + watch_id
+        message = selected.messages[header_field, watch_id] = ([head, selected.blob], size + 5)
+    return message
 
 
 def watch_id_field(watch_id: int) -> bytes:

@@ -64,6 +64,8 @@ class _Outgoing:
         self._queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
         self._capacity = capacity
         self._size = 0
+        #: Responses (or the failure) waiting in the queue.
+        self.queued = 0
         self._room = asyncio.Event()
         self._room.set()
 
@@ -71,23 +73,21 @@ class _Outgoing:
         while self._size and self._size + len(data) > self._capacity:
             self._room.clear()
             await self._room.wait()
-        self._size += len(data)
-        self._queue.put_nowait(data)
+        self.put_nowait(data)
 
     def put_nowait(self, data: bytes) -> None:
         """Queue ``data`` whatever the room (for a response of a few bytes that must not wait)."""
         self._size += len(data)
+        self.queued += 1
         self._queue.put_nowait(data)
 
     def fail(self, error: BaseException) -> None:
+        self.queued += 1
         self._queue.put_nowait(error)
-
-    @property
-    def empty(self) -> bool:
-        return self._queue.empty()
 
     async def get(self) -> bytes:
         item = await self._queue.get()
+        self.queued -= 1
         if isinstance(item, BaseException):
             raise item
         self._size -= len(item)
@@ -116,11 +116,8 @@ class WatchStream:
     @property
     def ready(self) -> bool:
         """A response may be written at once: none waits ahead of it, and the client keeps up."""
-        return self.outgoing.empty and self.context.unsent <= _DIRECT_HIGH_WATER and not self.context.closed
-
-    def send_now(self, parts: list[bytes]) -> None:
-        """Write a response at once (only when :attr:`ready`)."""
-        self.context.send_parts(parts)
+        http2 = self.context.stream
+        return not self.outgoing.queued and http2.unsent <= _DIRECT_HIGH_WATER and not http2.closed
 
     async def send(self, parts: list[bytes]) -> None:
         """Send a response in order: at once when :attr:`ready`, else through the writer, waiting while

@@ -21,7 +21,7 @@ from ..cache.cache_watcher import Bookmark, CacheWatcher, Ended, Item, WatchErro
 from ..cache.cacher import Cache
 from ..cache.window import Change, ChangeType
 from .errors import EtcdError
-from .events import event_field, events_blob, response_parts, watch_id_field
+from .events import event_field, response_parts, watch_id_field, watch_message
 
 if TYPE_CHECKING:
     from .watch import WatchStream
@@ -88,19 +88,27 @@ class CachedWatch(ClientWatch):
         return self.sent >= revision or (self.watcher.idle and self.cache.revision >= revision)
 
     def _direct(self, items: list[Item]) -> bool:
-        """The fast path (called by the cache's dispatch, never awaits): True if ``items`` were sent."""
-        if self.holding or not self.stream.ready:
+        """The fast path (called by the cache's dispatch, never awaits): True if ``items`` were sent.
+
+        The cache offers an etcd-protocol watcher either the changes of a dispatch or one bookmark
+        (which goes through :meth:`run`)."""
+        stream = self.stream
+        if self.holding or type(items[0]) is not Change or not stream.ready:
             return False
-        for item in items:
-            if type(item) is not Change:
-                return False
         changes = cast(list[Change], items)
-        blob, count = events_blob(changes, self.watcher.key_range, self.prev_kv, self.filters)
         self.sent = sent = changes[-1].revision
-        if count:
-            header = self.stream.front.header_field(max(sent, self.cache.revision))
-            self.stream.send_now([header, self.id_field, blob])
-        self.stream.moved.set()
+        front = stream.front
+        message = watch_message(
+            changes,
+            self.watcher.key_range,
+            self.prev_kv,
+            self.filters,
+            header_field=front.header_field(max(sent, self.cache.revision)),
+            watch_id=self.id_field,
+        )
+        if message is not None:
+            stream.context.send_message(*message)
+        stream.moved.set()
         return True
 
     async def run(self) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-from .http2 import Stream
+from .http2 import Piece, Stream
 
 __all__ = ["Context", "GrpcServer", "Method", "Unary"]
 
@@ -60,6 +60,8 @@ class Context:
     """What a servicer method is told of its call, and how it answers (grpcio's names)."""
 
     def __init__(self, stream: Stream, encode: Callable[[Any], bytes] | None) -> None:
+        #: The call's HTTP/2 stream.
+        self.stream = stream
         self._stream = stream
         self._encode = encode
         self._started = False
@@ -103,6 +105,13 @@ class Context:
         self._start()
         size = sum(map(len, parts))
         self._stream.send_parts([b"\0" + size.to_bytes(4, "big"), *parts], size + 5)
+
+    def send_message(self, parts: list[Piece], size: int) -> None:
+        """Queue one response message already framed (its length prefix the first of ``parts``, ``size``
+        bytes in all) and perhaps shared by many calls: the pieces are handed on as they are."""
+        if not self._started:
+            self._start()
+        self._stream.send_parts(parts, size)
 
     @property
     def unsent(self) -> int:

@@ -47,20 +47,10 @@ Handler = Callable[["Stream"], Awaitable[None]]
 
 
 def data_header(stream_id: int, size: int, *, end_stream: bool = False) -> bytes:
-    """The 9-byte header of an HTTP/2 DATA frame of ``size`` bytes."""
-    return bytes(
-        (
-            size >> 16 & 0xFF,
-            size >> 8 & 0xFF,
-            size & 0xFF,
-            _DATA,
-            _END_STREAM if end_stream else 0,
-            stream_id >> 24 & 0x7F,
-            stream_id >> 16 & 0xFF,
-            stream_id >> 8 & 0xFF,
-            stream_id & 0xFF,
-        )
-    )
+    """The 9-byte header of an HTTP/2 DATA frame of ``size`` bytes: length (24 bits), type, flags, and
+    the stream id (31 bits)."""
+    flags = _END_STREAM if end_stream else 0
+    return (size << 48 | _DATA << 40 | flags << 32 | stream_id & 0x7FFFFFFF).to_bytes(9, "big")
 
 
 Piece: TypeAlias = "bytes | memoryview"

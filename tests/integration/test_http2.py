@@ -20,6 +20,7 @@ from support.tenants import FLUNDERS, TOKENS, client_ssl, serve
 from support.waiting import wait_until
 from support.wardle import flunder, flunder_path, flunders_path
 
+from watchcache import CacheSettings
 from watchcache.config import parse_config
 from watchcache.http.settings import ServerSettings
 from watchcache.service import Service, ServiceOptions
@@ -169,11 +170,11 @@ async def test_many_watches_on_one_connection_each_get_every_event_in_order(
         await client.close()
 
 
-async def test_watch_timeout_ends_the_stream_and_410_is_an_error_event(
+async def test_initial_events_bookmark_and_timeout_end_the_stream(
     service: Service, h2c: httpx.AsyncClient
 ) -> None:
-    """timeoutSeconds ends a watch stream cleanly (END_STREAM); a resourceVersion older than the
-    window gets the ERROR event with a 410 Status; bookmarks come as on HTTP/1.1."""
+    """sendInitialEvents with bookmarks gives the ADDEDs then the initial-events-end BOOKMARK, as on
+    HTTP/1.1, and timeoutSeconds ends the stream cleanly (END_STREAM, no reset)."""
     for i in range(3):
         await h2c.post(flunders_path("default"), json=flunder(f"t{i}"))
     client = await H2Client.connect(*address(service))
@@ -191,6 +192,37 @@ async def test_watch_timeout_ends_the_stream_and_410_is_an_error_event(
         assert annotations["k8s.io/initial-events-end"] == "true"
     finally:
         await client.close()
+
+
+async def test_a_watch_older_than_the_window_gets_410_over_http2(
+    etcd_endpoints: list[str], prefix: str
+) -> None:
+    """A watch from a resourceVersion older than the cache's window gets one ERROR event with a 410
+    Expired Status, then its stream ends."""
+    options = ServiceOptions(
+        config=parse_config(_example()),
+        etcd_servers=tuple(etcd_endpoints),
+        etcd_prefix=prefix,
+        port=0,
+        cache=CacheSettings(window_events=3),
+    )
+    async with Service(options) as svc, httpx.AsyncClient(http1=False, http2=True, timeout=30) as client:
+        assert svc.storage is not None
+        await svc.storage.wait_ready()
+        first = await client.post(svc.url + flunders_path("default"), json=flunder("w0"))
+        for i in range(1, 7):
+            await client.post(svc.url + flunders_path("default"), json=flunder(f"w{i}"))
+        old = first.json()["metadata"]["resourceVersion"]
+        h2 = await H2Client.connect(*address(svc))
+        try:
+            stream = h2.request("GET", f"{flunders_path('default')}?watch=true&resourceVersion={old}")
+            response = await h2.response(stream)
+            assert response.reset is None and response.status == 200
+            [event] = [orjson.loads(line) for line in response.lines]
+            assert event["type"] == "ERROR"
+            assert event["object"]["code"] == 410 and event["object"]["reason"] == "Expired"
+        finally:
+            await h2.close()
 
 
 async def test_tls_negotiates_h2_by_alpn_and_keeps_http11(

@@ -52,6 +52,18 @@ class WatchEvent:
         return obj
 
 
+def _single_keys(api_version: str) -> dict[ChangeType, tuple[str, ChangeType, str]]:
+    """The memo keys of a change's one-event lists per type, through ``api_version``: one dict per
+    version, shared by every watch of it."""
+    keys = _SINGLE_KEYS.get(api_version)
+    if keys is None:
+        keys = _SINGLE_KEYS[api_version] = {t: ("single", t, api_version) for t in ChangeType}
+    return keys
+
+
+_SINGLE_KEYS: dict[str, dict[ChangeType, tuple[str, ChangeType, str]]] = {}
+_NO_EVENTS: Iterator[WatchEvent] = iter(())  # exhausted: shared by every watch not iterated yet
+
 WatchSink = Callable[[list[WatchEvent]], bool]
 """Takes events at once (written straight to a client, say), or returns False when it cannot now. The list
 may be shared by many watchers: a sink never changes it."""
@@ -59,7 +71,21 @@ may be shared by many watchers: a sink never changes it."""
 
 class Watch:
     """An open watch: an async iterator of :class:`WatchEvent`, and an async context manager that
-    unregisters it. Fronts read :meth:`next_events` batches, or install a :meth:`set_sink`."""
+    unregisters it. Fronts read :meth:`next_events` batches (or :meth:`poll_events` when told by
+    :meth:`set_notify`), or install a :meth:`set_sink`."""
+
+    __slots__ = (
+        "_api_version",
+        "_ctx",
+        "_done",
+        "_events",
+        "_opened",
+        "_options",
+        "_pending",
+        "_revision",
+        "_single",
+        "_watcher",
+    )
 
     def __init__(self, ctx: Context, options: WatchOptions) -> None:
         self._ctx = ctx
@@ -69,9 +95,9 @@ class Watch:
         self._opened = False
         self._done = False
         self._api_version = ctx.api_version(options.version)
-        self._events: Iterator[WatchEvent] = iter(())
+        self._events: Iterator[WatchEvent] = _NO_EVENTS
         self._revision = 0
-        self._single = {t: ("single", t, self._api_version) for t in ChangeType}
+        self._single = _single_keys(self._api_version)
 
     @property
     def resource_version(self) -> str:
@@ -139,6 +165,29 @@ class Watch:
         elif isinstance(items[-1], WatchErrorItem):
             self._done = True
         return self._to_events(items)
+
+    def poll_events(self, max_bytes: int = 256 * 1024) -> list[WatchEvent] | None:
+        """As :meth:`next_events` on an opened watch, without waiting: None when nothing is due now."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._done = True
+            return self._to_events(pending)
+        if self._done or self._watcher is None:
+            return []
+        items = self._watcher.take_batch(max_bytes)
+        if items is None:
+            return None
+        if not items:
+            self.close()
+        elif isinstance(items[-1], WatchErrorItem):
+            self._done = True
+        return self._to_events(items)
+
+    def set_notify(self, notify: Callable[[], None] | None) -> None:
+        """Have ``notify`` called (from the cache's dispatch) when events are due for
+        :meth:`poll_events` or the watch ends; None stops it."""
+        if self._watcher is not None:
+            self._watcher.notify = notify
 
     def set_sink(self, sink: WatchSink) -> None:
         """Deliver live events by calling ``sink`` from the cache's dispatch, while nothing is queued

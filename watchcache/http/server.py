@@ -86,7 +86,9 @@ class APIServer:
         self._documents = Documents(self.specs, self._caller)
         tables = Tables([*self.specs, NAMESPACES])
         reads, writes = Reads(self._out, tables), Writes(self.settings.max_body_bytes)
-        watches = Watches(self._out, self.settings.min_request_timeout, tables)
+        watches = self._watches = Watches(
+            self._out, self.settings.min_request_timeout, tables, self.connections
+        )
         self._namespaces = NamespaceHandlers(storage, self.metrics, self._out, watches, tables)
         self._handlers: dict[str, Handler] = {
             "GET": reads.get,
@@ -136,8 +138,9 @@ class APIServer:
             self._site = None
 
     async def close(self) -> None:
-        """Let requests in flight finish, then close every connection."""
+        """End the parked watches, let requests in flight finish, then close every connection."""
         await self.stop_accepting()
+        await self._watches.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -19,6 +19,8 @@ import sys
 import tracemalloc
 from collections import defaultdict
 
+import uvloop
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,7 +84,14 @@ async def profile(args: argparse.Namespace, etcd: Etcd, client_bin: str) -> None
             rss_after = mem_kib(os.getpid(), "VmRSS")
             tasks_after = len(asyncio.all_tasks())
             if n == args.watchers:
-                report(args, before, after, n, rss_after - rss_before, tasks_after - tasks_before)
+                report(
+                    args,
+                    before=before,
+                    after=after,
+                    n=n,
+                    rss_kib=rss_after - rss_before,
+                    tasks=tasks_after - tasks_before,
+                )
             client.stop()
             await asyncio.to_thread(client.proc.wait, 30)
             await asyncio.sleep(1.0)
@@ -90,6 +99,7 @@ async def profile(args: argparse.Namespace, etcd: Etcd, client_bin: str) -> None
 
 def report(
     args: argparse.Namespace,
+    *,
     before: tracemalloc.Snapshot,
     after: tracemalloc.Snapshot,
     n: int,
@@ -129,18 +139,11 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=30, help="places listed")
     ap.add_argument("--tracebacks", type=int, default=12, help="tracebacks listed")
     args = ap.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
     client_bin = build_client()
     tracemalloc.start(args.frames)
     etcd = Etcd()
     with running(etcd):
-        if uvloop is not None:
-            uvloop.run(profile(args, etcd, client_bin))
-        else:
-            asyncio.run(profile(args, etcd, client_bin))
+        uvloop.run(profile(args, etcd, client_bin))
     return 0
 
 

@@ -12,8 +12,8 @@ encodes it once for all of them. The wire format itself is the front's.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Hashable, Iterator
+import sys
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,17 +84,20 @@ class Watch:
         "_pending",
         "_revision",
         "_single",
+        "_sink",
         "_watcher",
     )
 
     def __init__(self, ctx: Context, options: WatchOptions) -> None:
         self._ctx = ctx
-        self._options = options
+        self._options: WatchOptions | None = options  # until open(): not kept for the watch's life
         self._watcher: CacheWatcher | None = None
-        self._pending: list[Item] = []
+        self._pending: Sequence[Item] = ()
+        self._sink: WatchSink | None = None
         self._opened = False
         self._done = False
-        self._api_version = ctx.api_version(options.version)
+        # Interned: one string per version, not one per watch.
+        self._api_version = sys.intern(ctx.api_version(options.version))
         self._events: Iterator[WatchEvent] = _NO_EVENTS
         self._revision = 0
         self._single = _single_keys(self._api_version)
@@ -111,7 +114,11 @@ class Watch:
             return self
         self._opened = True
         ctx, options = self._ctx, self._options
+        assert options is not None
+        self._options = None
         namespace = ctx.scope(options.namespace)
+        if namespace is not None:
+            namespace = sys.intern(namespace)  # one string per namespace, not one per watcher
         await ctx.fresh(options.revision)
         since = None if options.initial else (options.revision or ctx.cache.revision)
         try:
@@ -154,7 +161,7 @@ class Watch:
         ``[]`` once the watch has ended."""
         await self.open()
         if self._pending:
-            items, self._pending = self._pending, []
+            items, self._pending = self._pending, ()
             self._done = True
             return self._to_events(items)
         if self._done or self._watcher is None:
@@ -169,7 +176,7 @@ class Watch:
     def poll_events(self, max_bytes: int = 256 * 1024) -> list[WatchEvent] | None:
         """As :meth:`next_events` on an opened watch, without waiting: None when nothing is due now."""
         if self._pending:
-            pending, self._pending = self._pending, []
+            pending, self._pending = self._pending, ()
             self._done = True
             return self._to_events(pending)
         if self._done or self._watcher is None:
@@ -193,11 +200,14 @@ class Watch:
         """Deliver live events by calling ``sink`` from the cache's dispatch, while nothing is queued
         ahead of them; what it refuses still comes from :meth:`next_events`."""
         if self._watcher is not None:
-            self._watcher.sink = functools.partial(self._deliver, sink)
+            self._sink = sink
+            self._watcher.sink = self._deliver
 
-    def _deliver(self, sink: WatchSink, items: list[Item]) -> bool:
-        """The cache's dispatch handing ``items`` to ``sink``; this runs for every watcher of every
+    def _deliver(self, items: list[Item]) -> bool:
+        """The cache's dispatch handing ``items`` to the sink; this runs for every watcher of every
         change, so one change on its own (the common case) skips the general conversion."""
+        sink = self._sink
+        assert sink is not None
         if len(items) == 1 and type(item := items[0]) is Change:
             # The one-event list itself is shared by every watcher of this type and version.
             key = self._single[item.type]
@@ -214,7 +224,7 @@ class Watch:
             return True
         return False
 
-    def _to_events(self, items: list[Item]) -> list[WatchEvent]:
+    def _to_events(self, items: Sequence[Item]) -> list[WatchEvent]:
         events = [self._event(item) for item in items]
         self._delivered(events)
         return events

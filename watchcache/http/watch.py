@@ -19,7 +19,9 @@ for their whole life: their lines are made by it, each event's once for every su
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import random
 from typing import Any, Protocol
 
@@ -83,6 +85,58 @@ class _HandedOver(web.StreamResponse):
         return None
 
 
+class _Deadlines:
+    """When parked watches end (``timeoutSeconds``): in buckets, with one loop timer for the earliest
+    bucket, instead of one timer per watch (a uvloop timer is ~0.5 KiB). A watch of a minute or less
+    ends up to :attr:`FINE` seconds after its deadline, a longer one (the default: 30 to 60 minutes,
+    spread on purpose) up to :attr:`COARSE` seconds after it, so that its bucket is shared."""
+
+    FINE = 0.25
+    COARSE = 4.0
+
+    __slots__ = ("_buckets", "_keys", "_timer", "_timer_key")
+
+    def __init__(self) -> None:
+        self._buckets: dict[float, dict[ParkedWatch, None]] = {}
+        self._keys: list[float] = []  # a heap of the buckets' end times
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_key = 0.0
+
+    def add(self, parked: ParkedWatch, delay: float) -> dict[ParkedWatch, None]:
+        """End ``parked`` in ``delay`` seconds; returns its bucket (it leaves it when closed first)."""
+        loop = asyncio.get_running_loop()
+        step = self.FINE if delay <= 60 else self.COARSE
+        key = math.ceil((loop.time() + delay) / step) * step
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = {}
+            heapq.heappush(self._keys, key)
+            if self._timer is None or key < self._timer_key:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer_key = key
+                self._timer = loop.call_at(key, self._fire)
+        bucket[parked] = None
+        return bucket
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time() + 0.001  # a loop timer may fire up to its clock's resolution early
+        keys = self._keys
+        while keys and keys[0] <= now:
+            for parked in list(self._buckets.pop(heapq.heappop(keys))):
+                parked.end()
+        if keys:
+            self._timer_key = keys[0]
+            self._timer = loop.call_at(keys[0], self._fire)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class ParkedWatch(asyncio.Protocol):
     """A resource's watch that owns its connection once the headers are out (see the module
     docstring): the transport's protocol, the cache watcher's sink (direct writes) and its notify
@@ -90,6 +144,7 @@ class ParkedWatch(asyncio.Protocol):
 
     __slots__ = (
         "_admission",
+        "_bucket",
         "_budget",
         "_closer",
         "_drain_waiter",
@@ -98,7 +153,6 @@ class ParkedWatch(asyncio.Protocol):
         "_path",
         "_paused",
         "_task",
-        "_timer",
         "_transport",
         "_watch",
     )
@@ -119,7 +173,7 @@ class ParkedWatch(asyncio.Protocol):
         self._budget = budget
         self._admission = admission
         self._path = path
-        self._timer: asyncio.TimerHandle | None = None
+        self._bucket: dict[ParkedWatch, None] | None = None
         self._closer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -140,7 +194,7 @@ class ParkedWatch(asyncio.Protocol):
         if self._admission is not None:
             self._admission.watches += 1  # the handler's hold on the tenant's watch slot ends now
         self._owner.parked[self] = None
-        self._timer = asyncio.get_running_loop().call_later(timeout, self.end)
+        self._bucket = self._owner.deadlines.add(self, timeout)
         self._watch.set_sink(self._write)
         self._watch.set_notify(self._wake)
         self._wake()  # the initial state or replay, if any; an idle watch parks at once
@@ -148,12 +202,17 @@ class ParkedWatch(asyncio.Protocol):
     def end(self) -> None:
         """End the watch (``timeoutSeconds``, shutdown): the stream ends cleanly after what is being
         written."""
-        self._timer = None
+        self._leave_bucket()
         self._watch.close()  # the cache watcher ends, which wakes the drain to end the stream
         self._wake()  # (a watch without a cache watcher, ended by an ERROR, has nothing to wake it)
 
     def abort(self) -> None:
         self._transport.abort()
+
+    def _leave_bucket(self) -> None:
+        if self._bucket is not None:
+            self._bucket.pop(self, None)
+            self._bucket = None
 
     # -- the dispatch's side (never awaits) ----------------------------------------------------------
 
@@ -242,10 +301,10 @@ class ParkedWatch(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._watch.set_notify(None)
         self._watch.close()
-        for handle in (self._timer, self._closer):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._closer = None
+        self._leave_bucket()
+        if self._closer is not None:
+            self._closer.cancel()
+            self._closer = None
         if self._task is not None:
             self._task.cancel()
         if self._admission is not None:
@@ -273,6 +332,7 @@ class Watches:
         self._tables = tables
         #: Watches that own their connection (see :class:`ParkedWatch`).
         self.parked: dict[ParkedWatch, None] = {}
+        self.deadlines = _Deadlines()
         self._all_closed: asyncio.Future[None] | None = None
 
     def timeout(self, request: web.Request) -> float:
@@ -345,6 +405,7 @@ class Watches:
     async def close(self) -> None:
         """End every parked watch (each stream ends cleanly) and wait for their connections to close;
         those still open after the write timeout are dropped."""
+        self.deadlines.close()
         for parked in list(self.parked):
             parked.end()
         if not self.parked:

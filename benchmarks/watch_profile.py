@@ -5,6 +5,7 @@ tracebacks). Also the process's RSS growth per watch, for comparison (tracemallo
 allocator and what goes through it; uvloop's libuv handles and the kernel's socket buffers are not in
 it).
 
+    python benchmarks/watch_profile.py --quick
     python benchmarks/watch_profile.py --watchers 2000
     python benchmarks/watch_profile.py --watchers 2000 --frames 12 --top 25
 """
@@ -138,7 +139,10 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=25, help="frames kept per allocation")
     ap.add_argument("--top", type=int, default=30, help="places listed")
     ap.add_argument("--tracebacks", type=int, default=12, help="tracebacks listed")
+    ap.add_argument("--quick", action="store_true", help="seconds: W=100, no tracebacks")
     args = ap.parse_args()
+    if args.quick:
+        args.watchers, args.tracebacks = 100, 0
     client_bin = build_client()
     tracemalloc.start(args.frames)
     etcd = Etcd()

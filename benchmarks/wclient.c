@@ -15,6 +15,9 @@
  *
  * usage: wclient http HOST PORT PATH W E OPEN_TIMEOUT
  *        wclient grpc HOST PORT KEY RANGE_END W E OPEN_TIMEOUT WPS SPC
+ *
+ * WCLIENT_SOURCES=N in the environment spreads the connections over the source addresses 127.0.0.2 …
+ * 127.0.0.(N+1), round robin: one source address has ~28k ephemeral ports towards one server port.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -121,10 +124,22 @@ static void die(const char *what) {
     exit(3);
 }
 
-static int connect_to(const char *host, int port) {
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+static int g_sources; /* WCLIENT_SOURCES: 0 = let the kernel choose the source address */
+
+static int connect_to(const char *host, int port, int idx) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket");
     int one = 1;
+    if (g_sources > 0) {
+        /* the port is chosen at connect(), per 4-tuple, not reserved per address at bind() */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = 0};
+        src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(idx % g_sources));
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("bind");
+    }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct linger lg = {1, 0}; /* RST on close: no TIME_WAIT piling up across runs */
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -567,6 +582,8 @@ int main(int argc, char **argv) {
     E = atoi(argv[ai + 1]);
     open_timeout = atof(argv[ai + 2]);
     int wps = grpc ? atoi(argv[ai + 3]) : 1, spc = grpc ? atoi(argv[ai + 4]) : 1;
+    const char *sources = getenv("WCLIENT_SOURCES");
+    g_sources = sources ? atoi(sources) : 0;
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -602,7 +619,7 @@ int main(int argc, char **argv) {
                 g->nwatch = (W - w) < wps ? (W - w) : wps;
                 w += g->nwatch;
             }
-            c->fd = connect_to(host, port);
+            c->fd = connect_to(host, port, i);
             struct epoll_event e2 = {.events = EPOLLIN | EPOLLOUT, .data.u64 = i};
             epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e2);
         }
@@ -618,7 +635,7 @@ int main(int argc, char **argv) {
         if (!grpc) { /* open HTTP watches in waves */
             while (next_conn < W && next_conn - opened - closed_watchers < max_pending) {
                 hconn_t *c = &hc[next_conn];
-                c->fd = connect_to(host, port);
+                c->fd = connect_to(host, port, next_conn);
                 struct epoll_event e2 = {.events = EPOLLIN | EPOLLOUT, .data.u64 = next_conn};
                 epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e2);
                 next_conn++;

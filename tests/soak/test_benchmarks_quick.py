@@ -53,6 +53,23 @@ def test_memory_quick() -> None:
     assert "RSS bytes per idle watcher" in out
 
 
+def test_memory_quick_trickle() -> None:
+    """memory.py --quick also opens its watches from a second source address and writes a short
+    trickle to them: every event arrives once, in order."""
+    out = _run("memory.py")
+    assert "(from 1 source address)" in out
+    assert "| lost / duplicated / reordered / cut off" in out
+    assert "0/0/0/0 | 0/0/0/0 | yes" in out
+
+
+def test_watch_profile_quick() -> None:
+    """watch_profile.py --quick: the tracemalloc breakdown per idle watch is printed, and the watches
+    hold no task."""
+    out = _run("watch_profile.py")
+    assert "B per watch" in out
+    assert "tasks added per watch: 0.00" in out
+
+
 def test_abuse_quick() -> None:
     """abuse.py --quick: every attack runs against a two-tenant server and the table is printed (no
     assertion on the targets: today's code misses several of them)."""

@@ -397,7 +397,8 @@ class Watches:
 
     def forget(self, parked: ParkedWatch) -> None:
         """``parked``'s connection is closed."""
-        if self.parked.pop(parked, 0) is None:
+        if parked in self.parked:
+            del self.parked[parked]
             self.connections.closed(parked)
         if not self.parked and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)

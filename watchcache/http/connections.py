@@ -24,6 +24,7 @@ import asyncio
 import logging
 import ssl
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,7 @@ class ConnectionGuard:
         self._unauthenticated: OrderedDict[object, _Connection] = OrderedDict()
         self._owned: dict[str, int] = {}
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-        self._server_lost: Any = None
+        self._server_lost: Callable[[Any, BaseException | None], None] | None = None
         #: Connections closed for not sending a request in time, and to make room.
         self.timed_out = 0
         self.evicted = 0

@@ -87,7 +87,7 @@ class APIServer:
         tables = Tables([*self.specs, NAMESPACES])
         reads, writes = Reads(self._out, tables), Writes(self.settings.max_body_bytes)
         watches = self._watches = Watches(
-            self._out, self.settings.min_request_timeout, tables, self.connections
+            self._out, self.settings.min_request_timeout, tables, connections=self.connections
         )
         self._namespaces = NamespaceHandlers(storage, self.metrics, self._out, watches, tables)
         self._handlers: dict[str, Handler] = {

@@ -10,10 +10,11 @@ the write timeout. A watcher that falls too far behind is ended by the cache.
 A resource's watch is *parked* once its headers are out (:class:`ParkedWatch`): the connection is
 taken from aiohttp (its request handler, parser, request and tasks are let go) and owned by one small
 object, to which the dispatch writes directly. A task exists only while there is something to drain
-(the initial state, a backlog, the end of the stream); an idle watch holds none, only its
-``timeoutSeconds`` timer. Such a response says ``Connection: close``: the connection ends with the
-watch. A watch that asked for Tables (:mod:`.tables`), and the namespaces' watch, keep a handler task
-for their whole life: their lines are made by it, each event's once for every such watcher.
+(the initial state, a backlog, the end of the stream); an idle watch holds none, only its place in a
+bucket of watches that end (``timeoutSeconds``) about the same time. Such a response says
+``Connection: close``: the connection ends with the watch. A watch that asked for Tables
+(:mod:`.tables`), and the namespaces' watch, keep a handler task for their whole life: their lines are
+made by it, each event's once for every such watcher.
 """
 
 from __future__ import annotations
@@ -242,6 +243,8 @@ class ParkedWatch(asyncio.Protocol):
                     return
                 size = sum(len(event.raw) for event in events)
                 async with out.held(self._budget, size):
+                    if self._transport.is_closing():
+                        return  # dropped while waiting for the budget
                     self._transport.write(chunk(b"".join([event_line(event) for event in events])))
                     if not await self._drained(out.write_timeout):
                         return
@@ -324,7 +327,7 @@ class Watches:
     """The WATCH handler, and the parked watches it owns."""
 
     def __init__(
-        self, out: Responder, min_request_timeout: float, tables: Tables, connections: ConnectionGuard
+        self, out: Responder, min_request_timeout: float, tables: Tables, *, connections: ConnectionGuard
     ) -> None:
         self.out = out
         self.connections = connections

@@ -89,6 +89,30 @@ def mem_kib(pid: int, field_name: str = "VmHWM") -> int:
     return 0
 
 
+def raise_open_files(needed: int) -> tuple[int, str]:
+    """Raise this process's RLIMIT_NOFILE (its children, the servers and the client, inherit it): the
+    soft limit to the hard one, and the hard one too when that is below ``needed`` and the process
+    may (root, CAP_SYS_RESOURCE; at most /proc/sys/fs/nr_open). Returns the soft limit now and what
+    was done, or says why it could not be done."""
+    import resource  # noqa: PLC0415 - POSIX only
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return needed, f"RLIMIT_NOFILE raised to {needed} (the hard limit was {hard})"
+        except (ValueError, OSError) as err:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard, (
+                f"RLIMIT_NOFILE: the hard limit {hard} is too low for {needed} descriptors and could not "
+                f"be raised ({err}): raising it needs CAP_SYS_RESOURCE, or `ulimit -Hn` before starting"
+            )
+    if soft == hard:
+        return hard, f"RLIMIT_NOFILE {hard}"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard, f"RLIMIT_NOFILE soft limit raised to the hard one, {hard}"
+
+
 def machine() -> str:
     model = "?"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:

@@ -19,6 +19,9 @@
  * usage: wclient http HOST PORT PATH W E OPEN_TIMEOUT
  *        wclient grpc HOST PORT KEY RANGE_END W E OPEN_TIMEOUT WPS SPC
  *        wclient h2 HOST PORT PATH W E OPEN_TIMEOUT WPC
+ *
+ * WCLIENT_SOURCES=N in the environment spreads the connections over the source addresses 127.0.0.2 …
+ * 127.0.0.(N+1), round robin: one source address has ~28k ephemeral ports towards one server port.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -125,10 +128,22 @@ static void die(const char *what) {
     exit(3);
 }
 
-static int connect_to(const char *host, int port) {
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+static int g_sources; /* WCLIENT_SOURCES: 0 = let the kernel choose the source address */
+
+static int connect_to(const char *host, int port, int idx) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket");
     int one = 1;
+    if (g_sources > 0) {
+        /* the port is chosen at connect(), per 4-tuple, not reserved per address at bind() */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = 0};
+        src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(idx % g_sources));
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("bind");
+    }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct linger lg = {1, 0}; /* RST on close: no TIME_WAIT piling up across runs */
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -647,6 +662,8 @@ int main(int argc, char **argv) {
     open_timeout = atof(argv[ai + 2]);
     int wps = grpc && !rest ? atoi(argv[ai + 3]) : 1;
     int spc = rest ? atoi(argv[ai + 3]) : grpc ? atoi(argv[ai + 4]) : 1;
+    const char *sources = getenv("WCLIENT_SOURCES");
+    g_sources = sources ? atoi(sources) : 0;
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -697,7 +714,7 @@ int main(int argc, char **argv) {
            are finite); gRPC connections all at once, as before */
         while (grpc && next_conn < nconn && (!rest || pending_conns < 32)) {
             gconn_t *c = &gc[next_conn];
-            c->fd = connect_to(host, port);
+            c->fd = connect_to(host, port, next_conn);
             struct epoll_event e2 = {.events = EPOLLIN | EPOLLOUT, .data.u64 = next_conn};
             epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e2);
             if (rest) c->pending = 1, pending_conns++;
@@ -706,7 +723,7 @@ int main(int argc, char **argv) {
         if (!grpc) { /* open HTTP watches in waves */
             while (next_conn < W && next_conn - opened - closed_watchers < max_pending) {
                 hconn_t *c = &hc[next_conn];
-                c->fd = connect_to(host, port);
+                c->fd = connect_to(host, port, next_conn);
                 struct epoll_event e2 = {.events = EPOLLIN | EPOLLOUT, .data.u64 = next_conn};
                 epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e2);
                 next_conn++;

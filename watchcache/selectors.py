@@ -418,6 +418,8 @@ class Selector:
     @classmethod
     def parse(cls, label_selector: str | None, field_selector: str | None) -> Selector:
         """Parse both query parameters (None when absent); any error is a ``BadRequestError``."""
+        if not label_selector and not field_selector:
+            return _EVERYTHING  # immutable: one for every watch and list without selectors
         return cls(LabelSelector.parse(label_selector or ""), FieldSelector.parse(field_selector or ""))
 
     @property
@@ -430,3 +432,6 @@ class Selector:
 
 
 EVERYTHING = Selector(LabelSelector(), FieldSelector())
+
+
+_EVERYTHING = Selector(LabelSelector(), FieldSelector())

@@ -47,10 +47,22 @@ def test_list_quick() -> None:
 
 
 def test_memory_quick() -> None:
-    """memory.py --quick: per-object and per-watcher RSS are printed."""
+    """memory.py --quick: per-object and per-watcher RSS are printed; the watches are opened from
+    another source address (127.0.0.2) and a short trickle reaches every one once, in order."""
     out = _run("memory.py")
     assert "RSS bytes per cached object" in out
     assert "RSS bytes per idle watcher" in out
+    assert "(from 1 source address)" in out
+    assert "| lost / duplicated / reordered / cut off" in out
+    assert "0/0/0/0 | 0/0/0/0 | yes" in out
+
+
+def test_watch_profile_quick() -> None:
+    """watch_profile.py --quick: the tracemalloc breakdown per idle watch is printed, and the watches
+    hold no task."""
+    out = _run("watch_profile.py")
+    assert "B per watch" in out
+    assert "tasks added per watch: 0.00" in out
 
 
 def test_abuse_quick() -> None:

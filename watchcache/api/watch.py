@@ -12,8 +12,8 @@ encodes it once for all of them. The wire format itself is the front's.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Hashable, Iterator
+import sys
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,6 +52,18 @@ class WatchEvent:
         return obj
 
 
+def _single_keys(api_version: str) -> dict[ChangeType, tuple[str, ChangeType, str]]:
+    """The memo keys of a change's one-event lists per type, through ``api_version``: one dict per
+    version, shared by every watch of it."""
+    keys = _SINGLE_KEYS.get(api_version)
+    if keys is None:
+        keys = _SINGLE_KEYS[api_version] = {t: ("single", t, api_version) for t in ChangeType}
+    return keys
+
+
+_SINGLE_KEYS: dict[str, dict[ChangeType, tuple[str, ChangeType, str]]] = {}
+_NO_EVENTS: Iterator[WatchEvent] = iter(())  # exhausted: shared by every watch not iterated yet
+
 WatchSink = Callable[[list[WatchEvent]], bool]
 """Takes events at once (written straight to a client, say), or returns False when it cannot now. The list
 may be shared by many watchers: a sink never changes it."""
@@ -59,19 +71,36 @@ may be shared by many watchers: a sink never changes it."""
 
 class Watch:
     """An open watch: an async iterator of :class:`WatchEvent`, and an async context manager that
-    unregisters it. Fronts read :meth:`next_events` batches, or install a :meth:`set_sink`."""
+    unregisters it. Fronts read :meth:`next_events` batches (or :meth:`poll_events` when told by
+    :meth:`set_notify`), or install a :meth:`set_sink`."""
+
+    __slots__ = (
+        "_api_version",
+        "_ctx",
+        "_done",
+        "_events",
+        "_opened",
+        "_options",
+        "_pending",
+        "_revision",
+        "_single",
+        "_sink",
+        "_watcher",
+    )
 
     def __init__(self, ctx: Context, options: WatchOptions) -> None:
         self._ctx = ctx
-        self._options = options
+        self._options: WatchOptions | None = options  # until open(): not kept for the watch's life
         self._watcher: CacheWatcher | None = None
-        self._pending: list[Item] = []
+        self._pending: Sequence[Item] = ()
+        self._sink: WatchSink | None = None
         self._opened = False
         self._done = False
-        self._api_version = ctx.api_version(options.version)
-        self._events: Iterator[WatchEvent] = iter(())
+        # Interned: one string per version, not one per watch.
+        self._api_version = sys.intern(ctx.api_version(options.version))
+        self._events: Iterator[WatchEvent] = _NO_EVENTS
         self._revision = 0
-        self._single = {t: ("single", t, self._api_version) for t in ChangeType}
+        self._single = _single_keys(self._api_version)
 
     @property
     def resource_version(self) -> str:
@@ -85,7 +114,11 @@ class Watch:
             return self
         self._opened = True
         ctx, options = self._ctx, self._options
+        assert options is not None
+        self._options = None
         namespace = ctx.scope(options.namespace)
+        if namespace is not None:
+            namespace = sys.intern(namespace)  # one string per namespace, not one per watcher
         await ctx.fresh(options.revision)
         since = None if options.initial else (options.revision or ctx.cache.revision)
         try:
@@ -128,7 +161,7 @@ class Watch:
         ``[]`` once the watch has ended."""
         await self.open()
         if self._pending:
-            items, self._pending = self._pending, []
+            items, self._pending = self._pending, ()
             self._done = True
             return self._to_events(items)
         if self._done or self._watcher is None:
@@ -140,15 +173,41 @@ class Watch:
             self._done = True
         return self._to_events(items)
 
+    def poll_events(self, max_bytes: int = 256 * 1024) -> list[WatchEvent] | None:
+        """As :meth:`next_events` on an opened watch, without waiting: None when nothing is due now."""
+        if self._pending:
+            pending, self._pending = self._pending, ()
+            self._done = True
+            return self._to_events(pending)
+        if self._done or self._watcher is None:
+            return []
+        items = self._watcher.take_batch(max_bytes)
+        if items is None:
+            return None
+        if not items:
+            self.close()
+        elif isinstance(items[-1], WatchErrorItem):
+            self._done = True
+        return self._to_events(items)
+
+    def set_notify(self, notify: Callable[[], None] | None) -> None:
+        """Have ``notify`` called (from the cache's dispatch) when events are due for
+        :meth:`poll_events` or the watch ends; None stops it."""
+        if self._watcher is not None:
+            self._watcher.notify = notify
+
     def set_sink(self, sink: WatchSink) -> None:
         """Deliver live events by calling ``sink`` from the cache's dispatch, while nothing is queued
         ahead of them; what it refuses still comes from :meth:`next_events`."""
         if self._watcher is not None:
-            self._watcher.sink = functools.partial(self._deliver, sink)
+            self._sink = sink
+            self._watcher.sink = self._deliver
 
-    def _deliver(self, sink: WatchSink, items: list[Item]) -> bool:
-        """The cache's dispatch handing ``items`` to ``sink``; this runs for every watcher of every
+    def _deliver(self, items: list[Item]) -> bool:
+        """The cache's dispatch handing ``items`` to the sink; this runs for every watcher of every
         change, so one change on its own (the common case) skips the general conversion."""
+        sink = self._sink
+        assert sink is not None
         if len(items) == 1 and type(item := items[0]) is Change:
             # The one-event list itself is shared by every watcher of this type and version.
             key = self._single[item.type]
@@ -165,7 +224,7 @@ class Watch:
             return True
         return False
 
-    def _to_events(self, items: list[Item]) -> list[WatchEvent]:
+    def _to_events(self, items: Sequence[Item]) -> list[WatchEvent]:
         events = [self._event(item) for item in items]
         self._delivered(events)
         return events

@@ -89,6 +89,7 @@ class CacheWatcher:
         "key_range",
         "namespace",
         "next_bookmark",
+        "notify",
         "selector",
         "simple",
         "sink",
@@ -125,6 +126,10 @@ class CacheWatcher:
         #: Optional fast path: called with items to deliver them at once (e.g. written straight to a
         #: socket); returns False when it cannot take them now, and they are buffered instead.
         self.sink: Callable[[list[Item]], bool] | None = None
+        #: Optional: called (from the dispatch, never awaiting) when items are queued or the watcher
+        #: ends, for a consumer that does not wait in :meth:`next_batch` (it takes them with
+        #: :meth:`take_batch`).
+        self.notify: Callable[[], None] | None = None
         # What the watcher owes its client before live changes: the initial state or a replay from
         # the window, produced lazily so a large one costs no memory per watcher. Live changes that
         # arrive meanwhile wait in the (bounded) buffer.
@@ -232,6 +237,8 @@ class CacheWatcher:
         waiter = self._wakeup
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.notify is not None:
+            self.notify()
 
     # -- consumer side ----------------------------------------------------------------------------
 
@@ -247,39 +254,46 @@ class CacheWatcher:
         from it is bounded in bytes whatever the objects' sizes and however far behind it is.
         """
         while True:
-            if self._initial is not None:
-                batch: list[Item] = []
-                size = 0
-                for item in self._initial:
-                    batch.append(item)
-                    size += item_size(item)
-                    if size >= max_bytes:
-                        return batch
-                self._initial = None
-                if batch:
-                    return batch
-            if self._initial_end is not None:
-                end, self._initial_end = self._initial_end, None
-                return [end]
-            buffer = self._buffer
-            if buffer:
-                size = 0
-                taken = 0
-                for item in buffer:
-                    taken += 1
-                    size += item_size(item)
-                    if size >= max_bytes:
-                        break
-                if taken == len(buffer):
-                    self._buffer = []
-                    return buffer
-                batch = buffer[:taken]
-                del buffer[:taken]
+            batch = self.take_batch(max_bytes)
+            if batch is not None:
                 return batch
-            if self.ended is not Ended.NOT:
-                return []
             self._wakeup = asyncio.get_running_loop().create_future()
             try:
                 await self._wakeup
             finally:
                 self._wakeup = None
+
+    def take_batch(self, max_bytes: int = 256 * 1024) -> list[Item] | None:
+        """As :meth:`next_batch`, without waiting: None when nothing is due now."""
+        if self._initial is not None:
+            batch: list[Item] = []
+            size = 0
+            for item in self._initial:
+                batch.append(item)
+                size += item_size(item)
+                if size >= max_bytes:
+                    return batch
+            self._initial = None
+            if batch:
+                return batch
+        if self._initial_end is not None:
+            end, self._initial_end = self._initial_end, None
+            return [end]
+        buffer = self._buffer
+        if buffer:
+            size = 0
+            taken = 0
+            for item in buffer:
+                taken += 1
+                size += item_size(item)
+                if size >= max_bytes:
+                    break
+            if taken == len(buffer):
+                self._buffer = []
+                return buffer
+            batch = buffer[:taken]
+            del buffer[:taken]
+            return batch
+        if self.ended is not Ended.NOT:
+            return []
+        return None

@@ -101,6 +101,7 @@ class ConnectionGuard:
         self._unauthenticated: OrderedDict[object, _Connection] = OrderedDict()
         self._owned: dict[str, int] = {}
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._server_lost: Callable[[Any, BaseException | None], None] | None = None
         #: Connections closed for not sending a request in time, and to make room.
         self.timed_out = 0
         self.evicted = 0
@@ -118,6 +119,7 @@ class ConnectionGuard:
             lost(handler, exc)
             self._closed(handler)
 
+        self._server_lost = lost
         server.connection_made = connection_made  # type: ignore[method-assign]
         server.connection_lost = connection_lost  # type: ignore[method-assign]
 
@@ -172,6 +174,23 @@ class ConnectionGuard:
                 self._owned[connection.owner] = left
             else:
                 del self._owned[connection.owner]
+
+    def hand_over(self, handler: object, owner: object) -> None:
+        """``owner`` has taken ``handler``'s connection away from aiohttp (a parked watch): aiohttp's
+        server forgets the connection (once its handler's task ends), the guard keeps counting it
+        until :meth:`closed`."""
+        connection = self._connections.pop(handler, None)
+        if connection is None:
+            return
+        self._connections[owner] = connection
+        if self._unauthenticated.pop(handler, None) is not None:
+            self._unauthenticated[owner] = connection
+        if self._server_lost is not None:
+            self._server_lost(handler, None)
+
+    def closed(self, owner: object) -> None:
+        """A connection handed over (see :meth:`hand_over`) is closed."""
+        self._closed(owner)
 
     # -- requests ------------------------------------------------------------------------------------
 

@@ -87,7 +87,9 @@ class APIServer:
         self._documents = Documents(self.specs, self._caller)
         tables = Tables([*self.specs, NAMESPACES])
         reads, writes = Reads(self._out, tables), Writes(self.settings.max_body_bytes)
-        watches = Watches(self._out, self.settings.min_request_timeout, tables)
+        watches = self._watches = Watches(
+            self._out, self.settings.min_request_timeout, tables, connections=self.connections
+        )
         self._namespaces = NamespaceHandlers(storage, self.metrics, self._out, watches, tables)
         self._handlers: dict[str, Handler] = {
             "GET": reads.get,
@@ -152,8 +154,9 @@ class APIServer:
             self._site = None
 
     async def close(self) -> None:
-        """Let requests in flight finish, then close every connection."""
+        """End the parked watches, let requests in flight finish, then close every connection."""
         await self.stop_accepting()
+        await self._watches.close()
         if self._listener is not None:
             await self._listener.close(grace=5.0)
             self._listener = None

@@ -1,40 +1,72 @@
-"""WATCH over HTTP/1.1: a chunked response of JSON event lines, and its direct-write fast path.
+"""WATCH over HTTP/1.1: a chunked response of JSON event lines, its direct-write fast path, and
+parked watches.
 
 While a client keeps up, the cache's dispatch writes each event's chunk — encoded and framed once,
 shared by every watcher of the change — straight to the socket, with no task switch per watcher.
 Once a client has more than 64 KiB unsent, its events queue in its (bounded) cache watcher instead
-and this handler drains them in batches of about 256 KiB, each held in the tenant's byte budget and
-written under the write timeout. A watcher that falls too far behind is ended by the cache. A
-watch that asked for Tables (:mod:`.tables`) always takes the second path: its lines are made by its
-handler, each event's once for every such watcher.
+and are drained in batches of about 256 KiB, each held in the tenant's byte budget and written under
+the write timeout. A watcher that falls too far behind is ended by the cache.
+
+A resource's watch is *parked* once its headers are out (:class:`ParkedWatch`): the connection is
+taken from aiohttp (its request handler, parser, request and tasks are let go) and owned by one small
+object, to which the dispatch writes directly. A task exists only while there is something to drain
+(the initial state, a backlog, the end of the stream); an idle watch holds none, only its place in a
+bucket of watches that end (``timeoutSeconds``) about the same time. Such a response says
+``Connection: close``: the connection ends with the watch. A watch that asked for Tables
+(:mod:`.tables`), and the namespaces' watch, keep a handler task for their whole life: their lines are
+made by it, each event's once for every such watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import random
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..api.options import WatchOptions, parse_int
-from ..api.watch import WatchEvent, WatchSink
+from ..api.watch import Watch, WatchEvent, WatchSink
 from ..errors import TooManyRequestsError
-from ..tenancy.limits import ByteBudget
+from ..tenancy.limits import Admission, ByteBudget
+from .connections import ConnectionGuard
 from .read import PIECE
 from .responses import Observation, Responder, drop
 from .routes import Target
 from .tables import TableAnswer, Tables
-from .wire import JSON, event_chunk, event_line
+from .wire import JSON, chunk, event_chunk, event_line
 
-__all__ = ["DIRECT_WRITE_HIGH_WATER", "EventSource", "Watches"]
+__all__ = ["DIRECT_WRITE_HIGH_WATER", "EventSource", "ParkedWatch", "Watches"]
 
 log = logging.getLogger(__name__)
 
 DIRECT_WRITE_HIGH_WATER = 64 * 1024
 """Unsent bytes past which a watcher's events queue instead of being written straight to its socket:
 what a client that stops reading can hold before its handler waits on it."""
+
+
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+def _write_events(transport: Any, events: list[WatchEvent]) -> bool:
+    """Write ``events``' shared chunks to ``transport`` unless it is closing or holds more than
+    :data:`DIRECT_WRITE_HIGH_WATER` unsent (False: not written)."""
+    # ``transport`` is asyncio's or uvloop's (which does not subclass asyncio.WriteTransport).
+    if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER:
+        return False
+    try:
+        if len(events) == 1:
+            transport.write(event_chunk(events[0]))
+        else:
+            transport.write(b"".join([event_chunk(event) for event in events]))
+    except (OSError, RuntimeError):
+        # This runs inside the cache's dispatch: one client's broken socket must not reach it. The
+        # events are queued instead, and the connection's owner notices it.
+        return False
+    return True
 
 
 def direct_writer(transport: Any) -> WatchSink:
@@ -45,22 +77,247 @@ def direct_writer(transport: Any) -> WatchSink:
         sink: WatchSink = own()
         return sink
 
-    # ``transport`` is asyncio's or uvloop's (which does not subclass asyncio.WriteTransport).
     def write(events: list[WatchEvent]) -> bool:
-        if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER:
-            return False
-        try:
-            if len(events) == 1:
-                transport.write(event_chunk(events[0]))
-            else:
-                transport.write(b"".join([event_chunk(event) for event in events]))
-        except (OSError, RuntimeError):
-            # This runs inside the cache's dispatch: one client's broken socket must not reach
-            # it. The events are queued instead, and the handler notices the connection.
-            return False
-        return True
+        return _write_events(transport, events)
 
     return write
+
+
+class _HandedOver(web.StreamResponse):
+    """A watch response whose connection a :class:`ParkedWatch` took over: the parked watch ends the
+    stream, not aiohttp once the handler has returned."""
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+class _Deadlines:
+    """When parked watches end (``timeoutSeconds``): in buckets, with one loop timer for the earliest
+    bucket, instead of one timer per watch (a uvloop timer is ~0.5 KiB). A watch of a minute or less
+    ends up to :attr:`FINE` seconds after its deadline, a longer one (the default: 30 to 60 minutes,
+    spread on purpose) up to :attr:`COARSE` seconds after it, so that its bucket is shared."""
+
+    FINE = 0.25
+    COARSE = 4.0
+
+    __slots__ = ("_buckets", "_keys", "_timer", "_timer_key")
+
+    def __init__(self) -> None:
+        self._buckets: dict[float, dict[ParkedWatch, None]] = {}
+        self._keys: list[float] = []  # a heap of the buckets' end times
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_key = 0.0
+
+    def add(self, parked: ParkedWatch, delay: float) -> dict[ParkedWatch, None]:
+        """End ``parked`` in ``delay`` seconds; returns its bucket (it leaves it when closed first)."""
+        loop = asyncio.get_running_loop()
+        step = self.FINE if delay <= 60 else self.COARSE
+        key = math.ceil((loop.time() + delay) / step) * step
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = {}
+            heapq.heappush(self._keys, key)
+            if self._timer is None or key < self._timer_key:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer_key = key
+                self._timer = loop.call_at(key, self._fire)
+        bucket[parked] = None
+        return bucket
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time() + 0.001  # a loop timer may fire up to its clock's resolution early
+        keys = self._keys
+        while keys and keys[0] <= now:
+            for parked in list(self._buckets.pop(heapq.heappop(keys))):
+                parked.end()
+        if keys:
+            self._timer_key = keys[0]
+            self._timer = loop.call_at(keys[0], self._fire)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class ParkedWatch(asyncio.Protocol):
+    """A resource's watch that owns its connection once the headers are out (see the module
+    docstring): the transport's protocol, the cache watcher's sink (direct writes) and its notify
+    (a drain task, only while something is queued or the stream ends)."""
+
+    __slots__ = (
+        "_admission",
+        "_bucket",
+        "_budget",
+        "_closer",
+        "_drain_waiter",
+        "_draining",
+        "_owner",
+        "_path",
+        "_paused",
+        "_task",
+        "_transport",
+        "_watch",
+    )
+
+    def __init__(
+        self,
+        owner: Watches,
+        watch: Watch,
+        transport: Any,
+        *,
+        budget: ByteBudget | None,
+        admission: Admission | None,
+        path: str,
+    ) -> None:
+        self._owner = owner
+        self._watch = watch
+        self._transport = transport
+        self._budget = budget
+        self._admission = admission
+        self._path = path
+        self._bucket: dict[ParkedWatch, None] | None = None
+        self._closer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        # Only headers (far below the transport's high-water mark) were written before the take-over,
+        # so the transport has not paused the protocol: it tells this one of any pause from now on.
+        self._paused = False
+        self._draining = False
+
+    def take_over(self, request: web.Request, timeout: float) -> None:
+        """Take ``request``'s connection from aiohttp; the watch ends after ``timeout`` seconds."""
+        protocol = request.protocol
+        self._owner.connections.hand_over(protocol, self)
+        protocol.keep_alive(False)  # cancels its keep-alive timer
+        # aiohttp's handler ends with the request (its response says Connection: close) and must
+        # neither write to nor close the connection: it is this watch's now.
+        protocol.transport = None
+        self._transport.set_protocol(self)
+        if self._admission is not None:
+            self._admission.watches += 1  # the handler's hold on the tenant's watch slot ends now
+        self._owner.parked[self] = None
+        self._bucket = self._owner.deadlines.add(self, timeout)
+        self._watch.set_sink(self._write)
+        self._watch.set_notify(self._wake)
+        self._wake()  # the initial state or replay, if any; an idle watch parks at once
+
+    def end(self) -> None:
+        """End the watch (``timeoutSeconds``, shutdown): the stream ends cleanly after what is being
+        written."""
+        self._leave_bucket()
+        self._watch.close()  # the cache watcher ends, which wakes the drain to end the stream
+        self._wake()  # (a watch without a cache watcher, ended by an ERROR, has nothing to wake it)
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def _leave_bucket(self) -> None:
+        if self._bucket is not None:
+            self._bucket.pop(self, None)
+            self._bucket = None
+
+    # -- the dispatch's side (never awaits) ----------------------------------------------------------
+
+    def _write(self, events: list[WatchEvent]) -> bool:
+        if self._draining:
+            return False  # a drained batch is still being written: later events queue behind it
+        return _write_events(self._transport, events)
+
+    def _wake(self) -> None:
+        if self._draining or self._transport.is_closing():
+            return
+        self._draining = True
+        self._task = asyncio.get_running_loop().create_task(self._drain(), name="watchcache-watch-drain")
+
+    # -- draining what queued ------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        out = self._owner.out
+        try:
+            while not self._transport.is_closing():
+                events = self._watch.poll_events(PIECE)
+                if events is None:
+                    self._draining = False  # parked: the dispatch writes directly again
+                    return
+                if not events:
+                    self._end_stream()
+                    return
+                size = sum(len(event.raw) for event in events)
+                async with out.held(self._budget, size):
+                    if self._transport.is_closing():
+                        return  # dropped while waiting for the budget
+                    self._transport.write(chunk(b"".join([event_line(event) for event in events])))
+                    if not await self._drained(out.write_timeout):
+                        return
+        except TooManyRequestsError:
+            # The tenant's byte budget stayed full for the whole write timeout.
+            self.abort()
+        except Exception:
+            log.exception("%s: watch stream failed", self._path)
+            self.abort()
+        finally:
+            self._task = None
+
+    async def _drained(self, write_timeout: float) -> bool:
+        """Wait until the transport takes more; False (and the connection dropped) when its client
+        has not read for ``write_timeout`` seconds."""
+        if not self._paused:
+            return True
+        waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(write_timeout):
+                await waiter
+        except TimeoutError:
+            log.info("dropping a connection whose client stopped reading: %s", self._path)
+            self.abort()
+            return False
+        finally:
+            self._drain_waiter = None
+        return True
+
+    def _end_stream(self) -> None:
+        """The last chunk, then the connection closes once it is flushed (or is dropped after the
+        write timeout)."""
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.write(_LAST_CHUNK)
+        transport.close()
+        self._closer = asyncio.get_running_loop().call_later(self._owner.out.write_timeout, transport.abort)
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Nothing is read once the response has started (it ends the connection): ignored."""
+
+    def eof_received(self) -> bool | None:
+        return None  # the client is done: close (as aiohttp does)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._watch.set_notify(None)
+        self._watch.close()
+        self._leave_bucket()
+        if self._closer is not None:
+            self._closer.cancel()
+            self._closer = None
+        if self._task is not None:
+            self._task.cancel()
+        if self._admission is not None:
+            self._admission.watches -= 1
+        self._owner.forget(self)
 
 
 class EventSource(Protocol):
@@ -72,12 +329,19 @@ class EventSource(Protocol):
 
 
 class Watches:
-    """The WATCH handler."""
+    """The WATCH handler, and the parked watches it owns."""
 
-    def __init__(self, out: Responder, min_request_timeout: float, tables: Tables) -> None:
-        self._out = out
+    def __init__(
+        self, out: Responder, min_request_timeout: float, tables: Tables, *, connections: ConnectionGuard
+    ) -> None:
+        self.out = out
+        self.connections = connections
         self._min_request_timeout = min_request_timeout
         self._tables = tables
+        #: Watches that own their connection (see :class:`ParkedWatch`).
+        self.parked: dict[ParkedWatch, None] = {}
+        self.deadlines = _Deadlines()
+        self._all_closed: asyncio.Future[None] | None = None
 
     def timeout(self, request: web.Request) -> float:
         """How long a watch may last: ``timeoutSeconds``, else a random time in [min, 2 min]."""
@@ -95,13 +359,73 @@ class Watches:
         timeout_s = self.timeout(request)
         watch = target.resource.watch_with(options)
         await watch.open()  # errors (400, 504) are still plain responses
+        parked = False
         try:
+            if table is None and isinstance(request.protocol, web.RequestHandler):
+                response, parked = await self._park(request, watch, target=target, timeout=timeout_s)
+                return response
             budget = target.admission.bytes if target.admission is not None else None
             return await self.stream(
                 request, watch, budget=budget, observation=target.observation, timeout=timeout_s, table=table
             )
         finally:
-            watch.close()
+            if not parked:
+                watch.close()
+
+    async def _park(
+        self, request: web.Request, watch: Watch, *, target: Target, timeout: float
+    ) -> tuple[web.StreamResponse, bool]:
+        """Send the headers and hand the connection to a :class:`ParkedWatch` (True), or give up on a
+        client gone or not reading (False)."""
+        response = _HandedOver(status=200, headers={"Content-Type": JSON})
+        response.enable_chunked_encoding()
+        response.force_close()  # Connection: close; the connection ends with the watch
+        try:
+            if not await self.out.write_or_drop(request, response.prepare(request)):
+                return response, False
+        except ConnectionResetError:
+            drop(request)
+            return response, False
+        if target.observation is not None:
+            target.observation.finish(200)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return response, False
+        admission = target.admission
+        parked = ParkedWatch(
+            self,
+            watch,
+            transport,
+            budget=admission.bytes if admission is not None else None,
+            admission=admission,
+            path=request.path[:200],
+        )
+        parked.take_over(request, timeout)
+        return response, True
+
+    def forget(self, parked: ParkedWatch) -> None:
+        """``parked``'s connection is closed."""
+        if parked in self.parked:
+            del self.parked[parked]
+            self.connections.closed(parked)
+        if not self.parked and self._all_closed is not None and not self._all_closed.done():
+            self._all_closed.set_result(None)
+
+    async def close(self) -> None:
+        """End every parked watch (each stream ends cleanly) and wait for their connections to close;
+        those still open after the write timeout are dropped."""
+        self.deadlines.close()
+        for parked in list(self.parked):
+            parked.end()
+        if not self.parked:
+            return
+        self._all_closed = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self.out.write_timeout):
+                await self._all_closed
+        except TimeoutError:
+            for parked in list(self.parked):
+                parked.abort()
 
     async def stream(
         self,
@@ -114,7 +438,7 @@ class Watches:
         table: TableAnswer | None = None,
     ) -> web.StreamResponse:
         """Write an opened watch's events as a chunked response until it ends or ``timeout``."""
-        out = self._out
+        out = self.out
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
         try:

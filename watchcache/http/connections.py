@@ -141,6 +141,7 @@ class ConnectionGuard:
         self._opened(connection, transport)
 
     def closed(self, connection: object) -> None:
+        """A connection of :meth:`opened`, or one handed over (see :meth:`hand_over`), is closed."""
         self._closed(connection)
 
     def _opened(self, handler: object, transport: asyncio.Transport) -> None:
@@ -187,10 +188,6 @@ class ConnectionGuard:
             self._unauthenticated[owner] = connection
         if self._server_lost is not None:
             self._server_lost(handler, None)
-
-    def closed(self, owner: object) -> None:
-        """A connection handed over (see :meth:`hand_over`) is closed."""
-        self._closed(owner)
 
     # -- requests ------------------------------------------------------------------------------------
 

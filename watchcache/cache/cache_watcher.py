@@ -161,7 +161,7 @@ class CacheWatcher:
     def _selects(self, entry: Entry) -> bool:
         """A REST watcher's choice: an object of its namespace that its selector matches."""
         return (
-            entry.json is not None
+            entry.served
             and (self.namespace is None or entry.namespace == self.namespace)
             and (self.selector.empty or self.selector.matches(entry.name, entry.namespace, entry.labels))
         )

@@ -1,16 +1,20 @@
-"""Cached objects: one :class:`Entry` per object revision, serialized once, and the sorted store.
+"""Cached objects: one :class:`Entry` per object revision, holding etcd's bytes once, and the sorted store.
 
-An entry's JSON is produced exactly once, when it enters the cache, with ``metadata.resourceVersion``
-set to the etcd mod_revision; every list and every watcher reuses those bytes. All versions of a
-resource share one storage, so the JSON is encoded with the first (primary) version's ``apiVersion``
-placed first, and another version's bytes are made by swapping that leading field — a slice, not a
-re-encode.
+An entry keeps the value etcd holds — what the etcd front serves verbatim — and no second copy: its
+JSON as served over REST is made of pieces of those bytes, with ``"resourceVersion":"N"`` spliced in
+first in the top-level ``metadata`` and, through another version of the resource (all versions share
+one storage), the top-level ``apiVersion`` string swapped (:mod:`.splice` finds and proves the two
+points once, when the object enters the cache). The pieces go to the socket as they are, or are joined
+once per answer (a LIST piece, a watch event shared by every watcher). A value whose points cannot be
+proven keeps a re-encoded copy instead (:class:`Materialized`): correctness over memory, for that
+object only.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,39 +23,151 @@ import orjson
 from sortedcontainers import SortedDict
 
 from ..etcd.types import KeyValue
+from .splice import find, rv_piece
 
-__all__ = ["Codec", "Entry", "Snapshot", "Store"]
+__all__ = ["Codec", "Entry", "Materialized", "Pieces", "Snapshot", "Store"]
 
 log = logging.getLogger(__name__)
 
 _NO_LABELS: Mapping[str, str] = {}
 
+Pieces = list[bytes | memoryview]
+"""An object's served JSON as pieces, in order: written as they are, or joined once."""
 
-@dataclass(slots=True, eq=False)
+
 class Entry:
     """One key at one revision (or, for a deletion, the key as it was deleted).
 
     Every key under the resource's prefix has an entry, so that the etcd front can serve the range
-    exactly as etcd would; only those that are objects of the resource — a ``{namespace}/{name}``
-    key whose value is a JSON object — have :attr:`json` and are served over REST.
+    exactly as etcd would (:attr:`kv`); only those that are objects of the resource — a
+    ``{namespace}/{name}`` key whose value is a JSON object — are :attr:`served` over REST, as pieces of
+    :attr:`value` (:meth:`Codec.pieces`).
+
+    A tombstone (the entry a deletion leaves) keeps the deleted state's value, to serve its last state,
+    and etcd's fields of a deletion: version, create revision and lease 0 (``kv`` has no value).
     """
 
-    key: bytes
-    namespace: str
-    name: str
-    labels: Mapping[str, str]
-    kv: KeyValue
-    """What etcd holds (value, create/mod revision, version, lease): what an etcd-protocol watcher needs."""
-    revision: int
-    """The object's resourceVersion: its mod_revision, or the deletion's revision for a tombstone."""
-    json: bytes | None
-    """The object's JSON with ``metadata.resourceVersion`` set, encoded with the primary apiVersion;
-    None for a key that is not an object of the resource (not served over REST)."""
+    __slots__ = (
+        "_at",
+        "_av",
+        "create_revision",
+        "key",
+        "labels",
+        "lease",
+        "namespace",
+        "revision",
+        "value",
+        "version",
+    )
+
+    def __init__(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        create_revision: int,
+        revision: int,
+        version: int,
+        lease: int,
+        namespace: str = "",
+        labels: Mapping[str, str] = _NO_LABELS,
+        points: tuple[int, int] = (0, 0),
+    ) -> None:
+        self.key = key
+        self.value = value
+        """etcd's value bytes (a tombstone: the deleted state's)."""
+        self.create_revision = create_revision
+        self.revision = revision
+        """The object's resourceVersion: its mod_revision, or the deletion's revision for a tombstone."""
+        self.version = version
+        self.lease = lease
+        self.namespace = namespace
+        self.labels = labels
+        self._av, self._at = points
+
+    @property
+    def served(self) -> bool:
+        """Whether the entry is an object served over REST."""
+        return self._at != 0
+
+    @property
+    def mod_revision(self) -> int:
+        return self.revision
+
+    @property
+    def deleted(self) -> bool:
+        """A tombstone (etcd's version of a live key is at least 1)."""
+        return self.version == 0
+
+    @property
+    def name(self) -> str:
+        """The object's name: the key's last segment (\"\" for a key that is not an object's)."""
+        if not self.served:
+            return ""
+        key = self.key
+        return key[key.rindex(b"/") + 1 :].decode()
+
+    @property
+    def kv(self) -> KeyValue:
+        """What etcd holds (value, create/mod revision, version, lease): an etcd-protocol watcher's view."""
+        value = b"" if self.version == 0 else self.value
+        return KeyValue(self.key, value, self.create_revision, self.revision, self.version, self.lease)
 
     @property
     def size(self) -> int:
         """About how many bytes the entry is served as."""
-        return len(self.json) if self.json is not None else len(self.kv.value)
+        return len(self.value) + 32
+
+    def _pieces(self, quoted: bytes, revision: int) -> Pieces:
+        value, at = self.value, self._at
+        rv = rv_piece(revision, comma=at > 0)
+        at = abs(at)
+        a = self._av
+        if value.startswith(quoted, a):  # the stored apiVersion (it holds no escape): no swap
+            return [value[:at], rv, memoryview(value)[at:]]
+        b = value.index(b'"', a + 1) + 1
+        return [value[:a], quoted, value[b:at], rv, memoryview(value)[at:]]
+
+    def tombstone(self, revision: int) -> Entry:
+        return Entry(
+            self.key,
+            self.value,
+            create_revision=0,
+            revision=revision,
+            version=0,
+            lease=0,
+            namespace=self.namespace,
+            labels=self.labels,
+            points=(self._av, self._at),
+        )
+
+
+class Materialized(Entry):
+    """An object whose splice points could not be proven: its JSON re-encoded and held (primary
+    apiVersion first, resourceVersion set), as every object was before splicing."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, entry: Entry, json: bytes) -> None:
+        super().__init__(
+            entry.key,
+            entry.value,
+            create_revision=entry.create_revision,
+            revision=entry.revision,
+            version=entry.version,
+            lease=entry.lease,
+            namespace=entry.namespace,
+            labels=entry.labels,
+        )
+        self.json = json
+
+    @property
+    def served(self) -> bool:
+        return True
+
+    @property
+    def size(self) -> int:
+        return len(self.json)
 
 
 class Codec:
@@ -63,49 +179,73 @@ class Codec:
         self.primary = api_versions[0]
         self._head = b'{"apiVersion":' + orjson.dumps(self.primary)
         self._heads = {v: b'{"apiVersion":' + orjson.dumps(v) for v in api_versions}
+        self._quoted = {v: orjson.dumps(v) for v in api_versions}
 
-    def decode(self, kv: KeyValue, namespace: str, name: str) -> Entry:
-        """The entry of the object key ``kv``; without :attr:`Entry.json` when its value is not a
-        JSON object (it is then not served over REST)."""
+    def decode(self, kv: KeyValue, namespace: str) -> Entry:
+        """The entry of the object key ``kv``; not :attr:`Entry.served` when its value is not a JSON
+        object."""
+        entry = Entry(
+            kv.key,
+            kv.value,
+            create_revision=kv.create_revision,
+            # One int object for both when equal (an object never updated): one less per entry.
+            revision=kv.create_revision if kv.mod_revision == kv.create_revision else kv.mod_revision,
+            version=kv.version,
+            lease=kv.lease,
+            namespace=sys.intern(namespace),
+        )
         try:
             obj = orjson.loads(kv.value)
         except orjson.JSONDecodeError:
             obj = None
         if not isinstance(obj, dict):
             log.debug("%r: value is not a JSON object; not served over REST", kv.key)
-            return Entry(kv.key, namespace, name, _NO_LABELS, kv, kv.mod_revision, None)
-        rev = kv.mod_revision
-        return Entry(
-            key=kv.key,
-            namespace=namespace,
-            name=name,
-            labels=_labels(obj),
-            kv=kv,
-            revision=rev,
-            json=self.encode(obj, rev),
-        )
+            return entry
+        entry.labels = _labels(obj)
+        points = find(kv.value, obj)
+        if points is None:
+            log.debug("%r: kept re-encoded (its value cannot be spliced)", kv.key)
+            return Materialized(entry, self.encode(obj, kv.mod_revision))
+        entry._av, entry._at = points
+        return entry
 
     @staticmethod
     def raw(kv: KeyValue) -> Entry:
         """The entry of a key under the resource's prefix that is not an object key (another shape)."""
-        return Entry(kv.key, "", "", _NO_LABELS, kv, kv.mod_revision, None)
+        return Entry(
+            kv.key,
+            kv.value,
+            create_revision=kv.create_revision,
+            revision=kv.mod_revision,
+            version=kv.version,
+            lease=kv.lease,
+        )
 
     def tombstone(self, prev: Entry, revision: int) -> Entry:
         """The entry a deletion at ``revision`` leaves: the last state, with the deletion's revision
         (as the DELETED event and the delete response carry it)."""
-        return Entry(
-            key=prev.key,
-            namespace=prev.namespace,
-            name=prev.name,
-            labels=prev.labels,
-            kv=KeyValue(prev.key, b"", 0, revision, 0, 0),
-            revision=revision,
-            json=self.reencode(prev, revision) if prev.json is not None else None,
-        )
+        dead = prev.tombstone(revision)
+        if isinstance(prev, Materialized):
+            return Materialized(dead, self._reencode(prev, revision))
+        return dead
 
-    def reencode(self, entry: Entry, revision: int) -> bytes:
+    def pieces(self, entry: Entry, api_version: str, revision: int | None = None) -> Pieces:
+        """``entry``'s object as served through ``api_version``, with ``revision`` (default: the
+        entry's) as its resourceVersion, in pieces."""
+        if revision is None:
+            revision = entry.revision
+        if isinstance(entry, Materialized):
+            json = entry.json if revision == entry.revision else self._reencode(entry, revision)
+            return [self.for_version(json, api_version)]
+        return entry._pieces(self._quoted[api_version], revision)
+
+    def served(self, entry: Entry, api_version: str, revision: int | None = None) -> bytes:
+        """As :meth:`pieces`, joined."""
+        return b"".join(self.pieces(entry, api_version, revision))
+
+    def _reencode(self, entry: Entry, revision: int) -> bytes:
         """``entry``'s object with another resourceVersion."""
-        obj = orjson.loads(entry.kv.value)
+        obj = orjson.loads(entry.value)
         return self.encode(obj, revision)
 
     def encode(self, obj: dict[str, Any], revision: int) -> bytes:
@@ -146,7 +286,7 @@ class Snapshot:
     revision: int
     entries: list[Entry]
     unserved: int = 0
-    """How many of the entries have no JSON (are not served over REST)."""
+    """How many of the entries are not served over REST."""
 
     def position(self, key: bytes) -> int:
         """Index of the first entry whose key is ``key`` or after it."""
@@ -169,7 +309,7 @@ class Store:
         self._items: Any = SortedDict()
         #: Sum of the stored values' sizes (what etcd holds), for quotas and metrics.
         self.value_bytes = 0
-        #: Entries without JSON (not served over REST).
+        #: Entries not served over REST.
         self.unserved = 0
         #: Objects served over REST per namespace (none for a cluster-scoped resource): which
         #: namespaces hold something, kept as objects come and go so nothing has to scan for it.
@@ -186,14 +326,14 @@ class Store:
         """Store ``entry``; returns the entry it replaces."""
         prev: Entry | None = self._items.get(entry.key)
         self._items[entry.key] = entry
-        self.value_bytes += len(entry.kv.value)
-        self.unserved += entry.json is None
+        self.value_bytes += len(entry.value)
+        self.unserved += not entry.served
         if prev is None:
             self._occupy(entry, 1)
         else:
-            self.value_bytes -= len(prev.kv.value)
-            self.unserved -= prev.json is None
-            if (prev.json is None) is not (entry.json is None):  # a key's namespace never changes
+            self.value_bytes -= len(prev.value)
+            self.unserved -= not prev.served
+            if prev.served is not entry.served:  # a key's namespace never changes
                 self._occupy(prev, -1)
                 self._occupy(entry, 1)
         return prev
@@ -201,13 +341,13 @@ class Store:
     def pop(self, key: bytes) -> Entry | None:
         entry: Entry | None = self._items.pop(key, None)
         if entry is not None:
-            self.value_bytes -= len(entry.kv.value)
-            self.unserved -= entry.json is None
+            self.value_bytes -= len(entry.value)
+            self.unserved -= not entry.served
             self._occupy(entry, -1)
         return entry
 
     def _occupy(self, entry: Entry, delta: int) -> None:
-        if entry.json is None or not entry.namespace:
+        if not entry.served or not entry.namespace:
             return
         count = self.namespaces.get(entry.namespace, 0) + delta
         if count:
@@ -241,8 +381,8 @@ class Store:
 
     def replace(self, entries: list[Entry]) -> None:
         self._items = SortedDict((e.key, e) for e in entries)
-        self.value_bytes = sum(len(e.kv.value) for e in entries)
-        self.unserved = sum(e.json is None for e in entries)
+        self.value_bytes = sum(len(e.value) for e in entries)
+        self.unserved = sum(not e.served for e in entries)
         self.namespaces = {}
         for entry in entries:
             self._occupy(entry, 1)

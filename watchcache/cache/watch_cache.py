@@ -46,7 +46,7 @@ class WatchCache:
         parsed = self.layout.parse_key(kv.key)
         if parsed is None:
             return self.codec.raw(kv)
-        return self.codec.decode(kv, parsed[0], parsed[1])
+        return self.codec.decode(kv, parsed[0])
 
     def decode(self, kvs: Iterable[KeyValue]) -> Iterator[Entry]:
         """The entries of the keys under the resource's prefix."""

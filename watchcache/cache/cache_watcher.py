@@ -174,7 +174,7 @@ class CacheWatcher:
             if change.revision <= self.after:
                 return None
             start, end = key_range
-            key = change.entry.key
+            key = change.key
             return change if (start <= key < end if end else key == start) else None
         if self.namespace is not None and change.entry.namespace != self.namespace:
             return None

@@ -139,9 +139,9 @@ class WatchCache:
             state = self.store.copy_dict()
             for change in reversed(self.window.since(revision)):
                 if change.prev is None:
-                    state.pop(change.entry.key, None)
+                    state.pop(change.key, None)
                 else:
-                    state[change.entry.key] = change.prev
+                    state[change.key] = change.prev
             snap = Snapshot(revision, sorted(state.values(), key=lambda e: e.key))
             self._remember(snap)
             return snap

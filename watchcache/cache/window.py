@@ -39,8 +39,12 @@ class Change:
     (the API layer's event per type and version, a front's encodings of it)."""
     revision: int = field(init=False)
     """The change's revision (its entry's): a plain attribute, read for every watcher of it."""
+    key: bytes = field(init=False)
+    """The key changed, made once (an entry holds its key without the resource's prefix) for the
+    etcd-protocol watchers that each compare it with their range."""
 
     def __post_init__(self) -> None:
+        self.key = self.entry.key
         self.plain = self.entry.served and (self.prev is None or self.prev.served)
         self.revision = self.entry.revision
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..cache.store import Codec, Entry, Pieces, Snapshot
+from ..cache.store import Codec, Entry, Snapshot
 from ..errors import BadRequestError
 from ..selectors import Selector
 
@@ -96,15 +96,7 @@ class Piece:
     def render(self) -> bytes:
         """The items' JSON, comma separated (as inside a list's ``items``): every item's pieces
         joined at once, the one copy of them the answer makes."""
-        page = self.page
-        pieces, version = page.codec.pieces, page.api_version
-        parts: Pieces = []
-        for entry in self.entries:
-            parts += pieces(entry, version)
-            parts.append(b",")
-        if parts:
-            parts.pop()
-        return b"".join(parts)
+        return self.page.codec.join(self.entries, self.page.api_version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,10 @@ An entry keeps the value etcd holds — what the etcd front serves verbatim — 
 JSON as served over REST is made of pieces of those bytes, with ``"resourceVersion":"N"`` spliced in
 first in the top-level ``metadata`` and, through another version of the resource (all versions share
 one storage), the top-level ``apiVersion`` string swapped (:mod:`.splice` finds and proves the two
-points once, when the object enters the cache). The pieces go to the socket as they are, or are joined
-once per answer (a LIST piece, a watch event shared by every watcher). A value whose points cannot be
-proven keeps a re-encoded copy instead (:class:`Materialized`): correctness over memory, for that
-object only.
+points once, when the object enters the cache). The pieces are joined once per answer
+(:meth:`Codec.join`: a LIST piece, a GET, a watch event shared by every watcher). A value whose points
+cannot be proven keeps a re-encoded copy instead (:class:`Materialized`): correctness over memory, for
+that object only.
 """
 
 from __future__ import annotations
@@ -16,25 +16,22 @@ import bisect
 import itertools
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
 
 from ..etcd.types import KeyValue
-from .splice import Points, find, rv_piece
+from .splice import Points, find
 
-__all__ = ["Codec", "Entry", "Materialized", "Pieces", "Snapshot", "Store"]
+__all__ = ["Codec", "Entry", "Materialized", "Snapshot", "Store"]
 
 log = logging.getLogger(__name__)
 
 _NO_LABELS: Mapping[str, str] = {}
 _MAX_SHARED_POINTS = 1024
 _BLOCK = 512
-
-Pieces = list[bytes | memoryview]
-"""An object's served JSON as pieces, in order: written as they are, or joined once."""
 
 
 class Entry:
@@ -43,7 +40,7 @@ class Entry:
     Every key under the resource's prefix has an entry, so that the etcd front can serve the range
     exactly as etcd would (:attr:`kv`); only those that are objects of the resource — a
     ``{namespace}/{name}`` key whose value is a JSON object — are :attr:`served` over REST, as pieces of
-    :attr:`value` (:meth:`Codec.pieces`).
+    :attr:`value` (:meth:`Codec.join`).
 
     A tombstone (the entry a deletion leaves) keeps the deleted state's value, to serve its last state,
     and etcd's fields of a deletion: version, create revision and lease 0 (``kv`` has no value).
@@ -132,17 +129,6 @@ class Entry:
     def size(self) -> int:
         """About how many bytes the entry is served as."""
         return len(self.value) + 32
-
-    def _pieces(self, quoted: bytes, revision: int) -> Pieces:
-        assert self._points is not None, "only objects served over REST have pieces"
-        a, at = self._points
-        value = self.value
-        rv = rv_piece(revision, comma=at > 0)
-        at = abs(at)
-        if value.startswith(quoted, a):  # the stored apiVersion (it holds no escape): no swap
-            return [value[:at], rv, memoryview(value)[at:]]
-        b = value.index(b'"', a + 1) + 1
-        return [value[:a], quoted, value[b:at], rv, memoryview(value)[at:]]
 
     def tombstone(self, revision: int) -> Entry:
         return type(self)(
@@ -270,19 +256,53 @@ class Codec:
             return Materialized(dead, self._reencode(prev, revision))
         return dead
 
-    def pieces(self, entry: Entry, api_version: str, revision: int | None = None) -> Pieces:
-        """``entry``'s object as served through ``api_version``, with ``revision`` (default: the
-        entry's) as its resourceVersion, in pieces."""
-        if revision is None:
-            revision = entry.revision
-        if isinstance(entry, Materialized):
-            json = entry.json if revision == entry.revision else self._reencode(entry, revision)
-            return [self.for_version(json, api_version)]
-        return entry._pieces(self._quoted[api_version], revision)
+    def join(self, entries: Iterable[Entry], api_version: str, *, revision: int | None = None) -> bytes:
+        """The objects of ``entries`` as served through ``api_version``, comma separated,
+        with ``revision`` as every one's resourceVersion (None: each entry's own): each object's
+        pieces — its value's head, the served ``apiVersion`` when it is another than the stored one,
+        the resourceVersion member, its value's rest — joined at once, the one copy an answer makes.
+
+        This runs for every item of every LIST, so it is one loop over the entries, without a call
+        per entry."""
+        quoted = self._quoted[api_version]
+        out: list[bytes] = []
+        append = out.append
+        for entry in entries:
+            points = entry._points
+            rev = entry.revision if revision is None else revision
+            if points is None:
+                assert isinstance(entry, Materialized), "only objects served over REST are joined"
+                append(self._materialized(entry, api_version, rev))
+                append(b",")
+                continue
+            a, at = points
+            value = entry.value
+            if at > 0:
+                rv = b'"resourceVersion":"%d",' % rev
+            else:  # "metadata":{}
+                at = -at
+                rv = b'"resourceVersion":"%d"' % rev
+            if value.startswith(quoted, a):  # the stored apiVersion (it holds no escape): no swap
+                append(value[:at])
+            else:
+                append(value[:a])
+                append(quoted)
+                append(value[value.index(b'"', a + 1) + 1 : at])
+            append(rv)
+            append(value[at:])
+            append(b",")
+        if out:
+            out.pop()
+        return b"".join(out)
 
     def served(self, entry: Entry, api_version: str, revision: int | None = None) -> bytes:
-        """As :meth:`pieces`, joined."""
-        return b"".join(self.pieces(entry, api_version, revision))
+        """``entry``'s object as served through ``api_version``, with ``revision`` (default: the
+        entry's) as its resourceVersion."""
+        return self.join((entry,), api_version, revision=revision)
+
+    def _materialized(self, entry: Materialized, api_version: str, revision: int) -> bytes:
+        json = entry.json if revision == entry.revision else self._reencode(entry, revision)
+        return self.for_version(json, api_version)
 
     def _reencode(self, entry: Entry, revision: int) -> bytes:
         """``entry``'s object with another resourceVersion."""

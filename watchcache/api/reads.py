@@ -61,7 +61,7 @@ async def list_page(ctx: Context, options: ListOptions) -> Page:
         return await _page_at(ctx, revision, cut)
     if options.limit:
         return cut_page(cache.snapshot(), cut, prefix=ctx.layout.resource_prefix, codec=ctx.codec)
-    entries = (e for e in cache.values(start, end) if e.served)
+    entries = cache.objects(start, end)
     selector = options.selector
     if not selector.empty:
         matches = selector.matches

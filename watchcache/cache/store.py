@@ -30,8 +30,20 @@ __all__ = ["Codec", "Entry", "Materialized", "Snapshot", "Store"]
 log = logging.getLogger(__name__)
 
 _NO_LABELS: Mapping[str, str] = {}
-_MAX_SHARED_POINTS = 1024
+_MAX_SHARED_SHAPES = 4096
 _BLOCK = 512
+
+
+class Shape:
+    """How the values of one head (everything up to the top-level metadata's insertion point) are
+    served: per served version, that head with the version's ``apiVersion`` and the
+    ``"resourceVersion":"%d"`` member to format, and where the value's rest starts."""
+
+    __slots__ = ("at", "heads")
+
+    def __init__(self, at: int, heads: dict[str, bytes]) -> None:
+        self.at = at
+        self.heads = heads
 
 
 class Entry:
@@ -46,12 +58,12 @@ class Entry:
     and etcd's fields of a deletion: version, create revision and lease 0 (``kv`` has no value).
     """
 
-    # Eight slots (96 bytes with the object's header, against 112 for ten): the splice points are a
-    # tuple shared by every object of the same layout (:meth:`Codec.decode`), and version and lease
+    # Eight slots (96 bytes with the object's header, against 112 for ten): the splice's
+    # :class:`Shape` is shared by every object of the same head (:meth:`Codec.decode`), and version and lease
     # share one slot (the version alone while there is no lease, as for nearly every object). The key
     # is held without the resource's prefix, which every key of the store shares (the class's
     # :attr:`prefix`: :meth:`Codec.decode` makes entries of a class of the resource's own).
-    __slots__ = ("_points", "_tail", "_vl", "create_revision", "labels", "namespace", "revision", "value")
+    __slots__ = ("_shape", "_tail", "_vl", "create_revision", "labels", "namespace", "revision", "value")
 
     prefix: ClassVar[bytes] = b""
     """What every key of this class's entries starts with (not held per entry)."""
@@ -67,7 +79,7 @@ class Entry:
         lease: int,
         namespace: str = "",
         labels: Mapping[str, str] = _NO_LABELS,
-        points: tuple[int, int] | None = None,
+        shape: Shape | None = None,
     ) -> None:
         self._tail = tail
         """The key after :attr:`prefix`."""
@@ -79,8 +91,9 @@ class Entry:
         self._vl: int | tuple[int, int] = version if not lease else (version, lease)
         self.namespace = namespace
         self.labels = labels
-        self._points = points
-        """:data:`.splice.Points`; None for a key that is not an object served over REST."""
+        self._shape = shape
+        """How the object is spliced; None for a key that is not an object served over REST (or
+        one kept re-encoded)."""
 
     @property
     def key(self) -> bytes:
@@ -90,7 +103,7 @@ class Entry:
     @property
     def served(self) -> bool:
         """Whether the entry is an object served over REST."""
-        return self._points is not None
+        return self._shape is not None
 
     @property
     def mod_revision(self) -> int:
@@ -140,7 +153,7 @@ class Entry:
             lease=0,
             namespace=self.namespace,
             labels=self.labels,
-            points=self._points,
+            shape=self._shape,
         )
 
 
@@ -198,7 +211,7 @@ class Codec:
         self._head = b'{"apiVersion":' + orjson.dumps(self.primary)
         self._heads = {v: b'{"apiVersion":' + orjson.dumps(v) for v in api_versions}
         self._quoted = {v: orjson.dumps(v) for v in api_versions}
-        self._points: dict[Points, Points] = {}
+        self._shapes: dict[tuple[bytes, bool], Shape] = {}
 
     def decode(self, kv: KeyValue, namespace: str) -> Entry:
         """The entry of the object key ``kv``; not :attr:`Entry.served` when its value is not a JSON
@@ -225,12 +238,25 @@ class Codec:
         if points is None:
             log.debug("%r: kept re-encoded (its value cannot be spliced)", kv.key)
             return Materialized(entry, self.encode(obj, kv.mod_revision))
-        # Objects of one layout share their points: one tuple for all of them (a bounded memo).
-        shared = self._points.get(points)
-        if shared is None and len(self._points) < _MAX_SHARED_POINTS:
-            shared = self._points[points] = points
-        entry._points = shared or points
+        entry._shape = self._shape(kv.value, points)
         return entry
+
+    def _shape(self, value: bytes, points: Points) -> Shape:
+        """The shape of a value spliced at ``points``: shared by every value of the same head (as
+        all objects of a resource written by one server are), from a bounded memo."""
+        a, at = points
+        empty, at = at < 0, abs(at)
+        head = value[:at]
+        shape = self._shapes.get((head, empty))
+        if shape is None:
+            b = value.index(b'"', a + 1) + 1
+            member = b'"resourceVersion":"%d"' if empty else b'"resourceVersion":"%d",'
+            quoted = self._quoted.items()
+            heads = {v: (head[:a] + q + head[b:]).replace(b"%", b"%%") + member for v, q in quoted}
+            shape = Shape(at, heads)
+            if len(self._shapes) < _MAX_SHARED_SHAPES:
+                self._shapes[head, empty] = shape
+        return shape
 
     def raw(self, kv: KeyValue) -> Entry:
         """The entry of a key under the resource's prefix that is not an object key (another shape)."""
@@ -259,37 +285,22 @@ class Codec:
     def join(self, entries: Iterable[Entry], api_version: str, *, revision: int | None = None) -> bytes:
         """The objects of ``entries`` as served through ``api_version``, comma separated,
         with ``revision`` as every one's resourceVersion (None: each entry's own): each object's
-        pieces — its value's head, the served ``apiVersion`` when it is another than the stored one,
-        the resourceVersion member, its value's rest — joined at once, the one copy an answer makes.
+        pieces — its shape's head for that version with the resourceVersion member formatted in, and
+        its value's rest — joined at once, the one copy an answer makes.
 
         This runs for every item of every LIST, so it is one loop over the entries, without a call
         per entry."""
-        quoted = self._quoted[api_version]
         out: list[bytes] = []
         append = out.append
         for entry in entries:
-            points = entry._points
+            shape = entry._shape
             rev = entry.revision if revision is None else revision
-            if points is None:
+            if shape is None:
                 assert isinstance(entry, Materialized), "only objects served over REST are joined"
                 append(self._materialized(entry, api_version, rev))
-                append(b",")
-                continue
-            a, at = points
-            value = entry.value
-            if at > 0:
-                rv = b'"resourceVersion":"%d",' % rev
-            else:  # "metadata":{}
-                at = -at
-                rv = b'"resourceVersion":"%d"' % rev
-            if value.startswith(quoted, a):  # the stored apiVersion (it holds no escape): no swap
-                append(value[:at])
             else:
-                append(value[:a])
-                append(quoted)
-                append(value[value.index(b'"', a + 1) + 1 : at])
-            append(rv)
-            append(value[at:])
+                append(shape.heads[api_version] % rev)
+                append(entry.value[shape.at :])
             append(b",")
         if out:
             out.pop()

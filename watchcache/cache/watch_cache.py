@@ -1,6 +1,6 @@
 """The state of one resource's cache: its objects, its recent changes, and states at past revisions.
 
-After kubernetes' ``watch_cache.go``: the store (current objects, each serialized once), the window of
+After kubernetes' ``watch_cache.go``: the store (current objects, each held once), the window of
 recent changes, the revision everything up to which has been applied, and the snapshots that paged
 and exact lists are cut from. Etcd events go in through :meth:`WatchCache.apply`, which turns them
 into :class:`~.window.Change`\\ s for dispatch; nothing here awaits or knows of watchers.

@@ -106,10 +106,6 @@ class Entry:
         return self._shape is not None
 
     @property
-    def mod_revision(self) -> int:
-        return self.revision
-
-    @property
     def version(self) -> int:
         vl = self._vl
         return vl if isinstance(vl, int) else vl[0]
@@ -144,6 +140,7 @@ class Entry:
         return len(self.value) + 32
 
     def tombstone(self, revision: int) -> Entry:
+        """The entry a deletion at ``revision`` leaves (use :meth:`Codec.tombstone`)."""
         return type(self)(
             self._tail,
             self.value,
@@ -185,7 +182,8 @@ class Materialized(Entry):
         return len(self.json)
 
     def tombstone(self, revision: int) -> Entry:
-        # The state without its copy (Codec.tombstone re-encodes it with the deletion's revision).
+        """The deleted state without its copy, which :meth:`Codec.tombstone` re-encodes with the
+        deletion's revision."""
         return Entry(
             self._tail,
             self.value,

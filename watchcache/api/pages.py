@@ -66,7 +66,9 @@ class Page:
         total = 0
         for entry in self.entries:
             run.append(entry)
-            total += entry.size + 1
+            # About the item's size (its value's, the resourceVersion and a comma more): not the
+            # entry's size property, a call per item of every LIST.
+            total += len(entry.value) + 33
             if total >= size:
                 yield Piece(self, run, total)
                 run, total = [], 0

@@ -37,7 +37,8 @@ _BLOCK = 512
 class Shape:
     """How the values of one head (everything up to the top-level metadata's insertion point) are
     served: per served version, that head with the version's ``apiVersion`` and the
-    ``"resourceVersion":"%d"`` member to format, and where the value's rest starts."""
+    ``"resourceVersion":"%d"`` member to format, after a comma (an item of a list follows another:
+    one piece less per item), and where the value's rest starts."""
 
     __slots__ = ("at", "heads")
 
@@ -250,7 +251,7 @@ class Codec:
             b = value.index(b'"', a + 1) + 1
             member = b'"resourceVersion":"%d"' if empty else b'"resourceVersion":"%d",'
             quoted = self._quoted.items()
-            heads = {v: (head[:a] + q + head[b:]).replace(b"%", b"%%") + member for v, q in quoted}
+            heads = {v: b"," + (head[:a] + q + head[b:]).replace(b"%", b"%%") + member for v, q in quoted}
             shape = Shape(at, heads)
             if len(self._shapes) < _MAX_SHARED_SHAPES:
                 self._shapes[head, empty] = shape
@@ -280,11 +281,10 @@ class Codec:
             return Materialized(dead, self._reencode(prev, revision))
         return dead
 
-    def join(self, entries: Iterable[Entry], api_version: str, *, revision: int | None = None) -> bytes:
-        """The objects of ``entries`` as served through ``api_version``, comma separated,
-        with ``revision`` as every one's resourceVersion (None: each entry's own): each object's
-        pieces — its shape's head for that version with the resourceVersion member formatted in, and
-        its value's rest — joined at once, the one copy an answer makes.
+    def join(self, entries: Iterable[Entry], api_version: str) -> bytes:
+        """The objects of ``entries`` as served through ``api_version``, comma separated: each
+        object's pieces — its shape's head for that version (after a comma) with its resourceVersion
+        formatted in, and its value's rest — joined at once, the one copy an answer makes.
 
         This runs for every item of every LIST, so it is one loop over the entries, without a call
         per entry."""
@@ -292,22 +292,26 @@ class Codec:
         append = out.append
         for entry in entries:
             shape = entry._shape
-            rev = entry.revision if revision is None else revision
             if shape is None:
                 assert isinstance(entry, Materialized), "only objects served over REST are joined"
-                append(self._materialized(entry, api_version, rev))
+                append(b",")
+                append(self._materialized(entry, api_version, entry.revision))
             else:
-                append(shape.heads[api_version] % rev)
+                append(shape.heads[api_version] % entry.revision)
                 append(entry.value[shape.at :])
-            append(b",")
         if out:
-            out.pop()
+            out[0] = out[0][1:]  # the first item's comma
         return b"".join(out)
 
     def served(self, entry: Entry, api_version: str, revision: int | None = None) -> bytes:
         """``entry``'s object as served through ``api_version``, with ``revision`` (default: the
         entry's) as its resourceVersion."""
-        return self.join((entry,), api_version, revision=revision)
+        rev = entry.revision if revision is None else revision
+        shape = entry._shape
+        if shape is None:
+            assert isinstance(entry, Materialized), "only objects served over REST are served"
+            return self._materialized(entry, api_version, rev)
+        return b"".join(((shape.heads[api_version] % rev)[1:], entry.value[shape.at :]))
 
     def _materialized(self, entry: Materialized, api_version: str, revision: int) -> bytes:
         json = entry.json if revision == entry.revision else self._reencode(entry, revision)

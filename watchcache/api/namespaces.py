@@ -91,10 +91,10 @@ def _encode(name: str, revision: int) -> bytes:
 
 def _moves(change: Change) -> Iterator[tuple[str, int]]:
     """How ``change`` moves the object counts of namespaces: (namespace, +1 or -1)."""
-    if change.type is not ChangeType.DELETED and change.entry.json is not None and change.entry.namespace:
+    if change.type is not ChangeType.DELETED and change.entry.served and change.entry.namespace:
         yield change.entry.namespace, 1
     prev = change.prev
-    if prev is not None and prev.json is not None and prev.namespace:
+    if prev is not None and prev.served and prev.namespace:
         yield prev.namespace, -1
 
 

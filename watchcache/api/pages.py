@@ -26,7 +26,7 @@ _CONTINUE_VERSION = "watchcache/v1"
 
 @dataclass(frozen=True, slots=True)
 class ListResult:
-    """One LIST answer: raw items are the objects' JSON, serialized once when they entered the cache."""
+    """One LIST answer: raw items are the objects' JSON, spliced from the cached values."""
 
     resource_version: str
     continue_token: str | None
@@ -44,9 +44,9 @@ class Page:
     """One LIST answer as references to the cache's entries, whose bytes every reader shares.
 
     Nothing is copied until a reader asks: :meth:`item` gives one item's bytes as served through
-    the page's version (the cached bytes themselves for the primary version, a copy with another
-    ``apiVersion`` head otherwise), so a front can write a large answer piece by piece without ever
-    holding a second copy of it.
+    the page's version (spliced from the cached value), and :class:`Piece` a run of them joined
+    once, so a front can write a large answer piece by piece without ever holding a second copy of
+    it.
     """
 
     revision: int
@@ -57,8 +57,8 @@ class Page:
     codec: Codec
 
     def item(self, entry: Entry) -> bytes:
-        assert entry.json is not None, "a page holds only objects served over REST"
-        return self.codec.for_version(entry.json, self.api_version)
+        assert entry.served, "a page holds only objects served over REST"
+        return self.codec.served(entry, self.api_version)
 
     def pieces(self, size: int) -> Iterator[Piece]:
         """The items in runs of about ``size`` bytes (at least one item each), none built yet."""
@@ -66,7 +66,9 @@ class Page:
         total = 0
         for entry in self.entries:
             run.append(entry)
-            total += entry.size + 1
+            # About the item's size (its value's, the resourceVersion and a comma more): not the
+            # entry's size property, a call per item of every LIST.
+            total += len(entry.value) + 33
             if total >= size:
                 yield Piece(self, run, total)
                 run, total = [], 0
@@ -94,8 +96,9 @@ class Piece:
         return len(self.entries)
 
     def render(self) -> bytes:
-        """The items' JSON, comma separated (as inside a list's ``items``)."""
-        return b",".join(map(self.page.item, self.entries))
+        """The items' JSON, comma separated (as inside a list's ``items``): every item's pieces
+        joined at once, the one copy of them the answer makes."""
+        return self.page.codec.join(self.entries, self.page.api_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +124,7 @@ def cut_page(snap: Snapshot, cut: Cut, *, prefix: bytes, codec: Codec, more_in_e
         entry = entries[i]
         i += 1
         last = entry
-        if entry.json is not None and (
-            selector.empty or selector.matches(entry.name, entry.namespace, entry.labels)
-        ):
+        if entry.served and (selector.empty or selector.matches(entry.name, entry.namespace, entry.labels)):
             items.append(entry)
     more = i < stop or more_in_etcd
     token = None
@@ -132,7 +133,7 @@ def cut_page(snap: Snapshot, cut: Cut, *, prefix: bytes, codec: Codec, more_in_e
         token = encode_continue(snap.revision, last.key, prefix)
         if selector.empty and not more_in_etcd:
             left = entries[i:stop] if snap.unserved else ()
-            remaining = stop - i - sum(e.json is None for e in left)
+            remaining = stop - i - sum(not e.served for e in left)
     return Page(snap.revision, token, remaining, items, cut.api_version, codec)
 
 

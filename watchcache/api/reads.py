@@ -27,9 +27,9 @@ async def get_raw(
     key = ctx.key(namespace, name)
     await ctx.fresh(revision)
     entry = ctx.cache.get(key)
-    if entry is None or entry.json is None:
+    if entry is None or not entry.served:
         raise NotFoundError.for_object(ctx.spec.qualified, name)
-    return ctx.codec.for_version(entry.json, api_version)
+    return ctx.codec.served(entry, api_version)
 
 
 async def list_page(ctx: Context, options: ListOptions) -> Page:
@@ -61,7 +61,7 @@ async def list_page(ctx: Context, options: ListOptions) -> Page:
         return await _page_at(ctx, revision, cut)
     if options.limit:
         return cut_page(cache.snapshot(), cut, prefix=ctx.layout.resource_prefix, codec=ctx.codec)
-    entries = (e for e in cache.values(start, end) if e.json is not None)
+    entries = cache.objects(start, end)
     selector = options.selector
     if not selector.empty:
         matches = selector.matches

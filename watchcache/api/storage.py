@@ -99,7 +99,7 @@ class Storage:
                 raise ValueError(f"{spec.qualified} is already served with another definition")
             return existing
         layout = KeyLayout(self.prefix, spec.group, spec.resource, spec.namespaced)
-        codec = Codec(tuple(spec.api_version(v) for v in spec.versions))
+        codec = Codec(tuple(spec.api_version(v) for v in spec.versions), layout.resource_prefix)
         cache = Cache(
             source=self.etcd, layout=layout, codec=codec, settings=self.settings, name=spec.qualified
         )

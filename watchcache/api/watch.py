@@ -244,8 +244,8 @@ class Watch:
         if type(item) is Leave:
             return self._shared(item.change, ChangeType.DELETED)
         if isinstance(item, Initial):
-            assert item.entry.json is not None, "a REST watch is sent only objects"
-            raw = self._ctx.codec.for_version(item.entry.json, self._api_version)
+            assert item.entry.served, "a REST watch is sent only objects"
+            raw = self._ctx.codec.served(item.entry, self._api_version)
             return WatchEvent("ADDED", raw, item.entry.revision)
         if isinstance(item, Bookmark):
             return WatchEvent("BOOKMARK", orjson.dumps(self._bookmark(item)), item.revision)
@@ -257,8 +257,8 @@ class Watch:
         key = (event_type, self._api_version)
         event: WatchEvent | None = change.memo.get(key)
         if event is None:
-            codec = self._ctx.codec
-            raw = codec.for_version(change.object_json(event_type, codec), self._api_version)
+            # Made once from the entry's pieces, shared by every watcher of this type and version.
+            raw = self._ctx.codec.served(change.shown(event_type), self._api_version, change.revision)
             event = change.memo[key] = WatchEvent(event_type.value, raw, change.revision)
         return event
 

@@ -146,6 +146,15 @@ class Writes:
         meta["namespace"] = ns
         return str(ns)
 
+    def _stored(self, obj: dict[str, Any], api_version: str, meta: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` as written to etcd: ``apiVersion``, ``kind`` and ``metadata`` first, the rest in
+        the body's order. The cache serves an object spliced from etcd's bytes (see
+        :mod:`watchcache.cache.splice`), which needs only scalar members before ``metadata``."""
+        stored = {"apiVersion": api_version, "kind": obj.get("kind", self.spec.kind), "metadata": meta}
+        for field, value in obj.items():
+            stored.setdefault(field, value)
+        return stored
+
     def _encode(self, stored: dict[str, Any], name: str, quota: Quota | None) -> bytes:
         """The value written to etcd; 413 when larger than the writer may store."""
         try:
@@ -192,8 +201,7 @@ class Writes:
         key = self._ctx.key(ns, name)
         meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now())
         meta.pop("resourceVersion", None)
-        stored = {**obj, "apiVersion": api_version, "metadata": meta}
-        stored.setdefault("kind", self.spec.kind)
+        stored = self._stored(obj, api_version, meta)
         value = self._encode(stored, name, quota)
         if dry_run:
             async with self._reserve(quota, objects=1, size=len(value)):
@@ -328,8 +336,7 @@ class Writes:
                 meta["namespace"] = namespace
             else:
                 meta.pop("namespace", None)
-            stored = {**new, "apiVersion": api_version, "metadata": meta}
-            stored.setdefault("kind", self.spec.kind)
+            stored = self._stored(new, api_version, meta)
             value = self._encode(stored, name, quota)
             if value == current.value:
                 # A no-op is only a no-op against etcd's state, not against a cached copy.

@@ -166,7 +166,7 @@ class CacheWatcher:
     def _selects(self, entry: Entry) -> bool:
         """A REST watcher's choice: an object of its namespace that its selector matches."""
         return (
-            entry.json is not None
+            entry.served
             and (self.namespace is None or entry.namespace == self.namespace)
             and (self.selector.empty or self.selector.matches(entry.name, entry.namespace, entry.labels))
         )
@@ -179,7 +179,7 @@ class CacheWatcher:
             if change.revision <= self.after:
                 return None
             start, end = key_range
-            key = change.entry.key
+            key = change.key
             return change if (start <= key < end if end else key == start) else None
         if self.namespace is not None and change.entry.namespace != self.namespace:
             return None

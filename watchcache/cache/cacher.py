@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator
 
 from ..errors import ExpiredError
-from ..etcd.types import KeyValue, WatchBatch
+from ..etcd.types import WatchBatch
 from ..keys import KeyLayout
 from ..selectors import Selector
 from .cache_watcher import Bookmark, CacheWatcher, Ended
@@ -118,10 +118,9 @@ class Cache:
 
     # -- the feed ----------------------------------------------------------------------------------
 
-    def _listed(self, kvs: list[KeyValue], revision: int) -> None:
+    def _listed(self, entries: list[Entry], revision: int) -> None:
         """A (re)list at ``revision``: the state starts over, and watchers of the old one end."""
         relisted = self.ready
-        entries = list(self.state.decode(kvs))
         # Changes of the old history that were not offered yet are moot: every watcher gets 410.
         self.dispatcher.discard_queued()
         self.state.reset(entries, revision)
@@ -153,6 +152,13 @@ class Cache:
         """Cached objects with ``start <= key < end``, in key order."""
         return self.state.store.values(start, end)
 
+    def objects(self, start: bytes = b"", end: bytes = b"") -> Iterator[Entry]:
+        """As :meth:`values`, only the objects served over REST (no test at all while every key is
+        one, as nearly always)."""
+        store = self.state.store
+        values = store.values(start, end)
+        return (e for e in values if e.served) if store.unserved else values
+
     def snapshot(self) -> Snapshot:
         return self.state.snapshot()
 
@@ -175,8 +181,8 @@ class Cache:
     ) -> tuple[list[Entry], bool]:
         """Objects in ``[start, end)`` at ``revision`` straight from etcd (``limit`` 0: all), and
         whether more remain. A compacted revision raises ExpiredError."""
-        kvs, more, _ = await self.reflector.read(start, end, revision=revision, limit=limit)
-        return list(self.state.decode(kvs)), more
+        entries, more, _ = await self.reflector.read(start, end, revision=revision, limit=limit)
+        return entries, more
 
     async def sync(self) -> int:
         """Catch up with etcd (see :meth:`.ready.Progress.sync`); etcd's revision at the call."""

@@ -20,11 +20,12 @@ import logging
 from collections.abc import Callable
 
 from ..errors import EtcdUnreachableError, ExpiredError, StatusError
-from ..etcd.types import KeyValue, WatchBatch
+from ..etcd.types import WatchBatch
 from .backoff import Backoff
 from .ready import Readiness
 from .settings import CacheSettings, CacheStats
 from .source import KVSource
+from .store import Entry
 from .watch_cache import WatchCache
 
 __all__ = ["Reflector"]
@@ -43,7 +44,7 @@ class Reflector:
         readiness: Readiness,
         settings: CacheSettings,
         stats: CacheStats,
-        on_list: Callable[[list[KeyValue], int], None],
+        on_list: Callable[[list[Entry], int], None],
         on_batch: Callable[[WatchBatch], None],
     ) -> None:
         self._source = source
@@ -57,24 +58,28 @@ class Reflector:
 
     async def read(
         self, start: bytes, end: bytes, *, revision: int = 0, limit: int = 0
-    ) -> tuple[list[KeyValue], bool, int]:
-        """Keys in ``[start, end)`` at ``revision`` (0: now, at one revision throughout), in pages;
-        ``limit`` 0: all of them. Returns the key-values, whether more remain, and the revision
-        read at. A compacted revision raises ExpiredError."""
-        kvs: list[KeyValue] = []
+    ) -> tuple[list[Entry], bool, int]:
+        """The entries of the keys in ``[start, end)`` (a range inside the resource's prefix) at
+        ``revision`` (0: now, at one revision throughout), read in pages; ``limit`` 0: all of them.
+        Returns the entries, whether more remain, and the revision read at. A compacted revision
+        raises ExpiredError.
+
+        Each page is decoded as it comes, so that etcd's key-values of one page only are alive at a
+        time: the memory they take is reused by the next page's, not left behind between entries."""
+        entries: list[Entry] = []
         key = start
         while True:
             page_size = self._settings.list_page_size
             if limit:
-                page_size = min(page_size, limit - len(kvs) + 1)
+                page_size = min(page_size, limit - len(entries) + 1)
             page = await self._source.range(key, end, revision=revision, limit=page_size)
             if revision == 0:
                 revision = page.revision
-            kvs.extend(page.kvs)
-            if limit and len(kvs) > limit:
-                return kvs[:limit], True, revision
+            entries.extend(self._state.decode(page.kvs))
+            if limit and len(entries) > limit:
+                return entries[:limit], True, revision
             if not page.more or not page.kvs:
-                return kvs, False, revision
+                return entries, False, revision
             key = page.kvs[-1].key + b"\0"
 
     async def run(self) -> None:

@@ -1,6 +1,6 @@
 """The state of one resource's cache: its objects, its recent changes, and states at past revisions.
 
-After kubernetes' ``watch_cache.go``: the store (current objects, each serialized once), the window of
+After kubernetes' ``watch_cache.go``: the store (current objects, each held once), the window of
 recent changes, the revision everything up to which has been applied, and the snapshots that paged
 and exact lists are cut from. Etcd events go in through :meth:`WatchCache.apply`, which turns them
 into :class:`~.window.Change`\\ s for dispatch; nothing here awaits or knows of watchers.
@@ -46,7 +46,7 @@ class WatchCache:
         parsed = self.layout.parse_key(kv.key)
         if parsed is None:
             return self.codec.raw(kv)
-        return self.codec.decode(kv, parsed[0], parsed[1])
+        return self.codec.decode(kv, parsed[0])
 
     def decode(self, kvs: Iterable[KeyValue]) -> Iterator[Entry]:
         """The entries of the keys under the resource's prefix."""
@@ -139,9 +139,9 @@ class WatchCache:
             state = self.store.copy_dict()
             for change in reversed(self.window.since(revision)):
                 if change.prev is None:
-                    state.pop(change.entry.key, None)
+                    state.pop(change.key, None)
                 else:
-                    state[change.entry.key] = change.prev
+                    state[change.key] = change.prev
             snap = Snapshot(revision, sorted(state.values(), key=lambda e: e.key))
             self._remember(snap)
             return snap

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .store import Codec, Entry
+from .store import Entry
 
 __all__ = ["Change", "ChangeType", "Window"]
 
@@ -37,27 +37,28 @@ class Change:
     memo: dict[Hashable, Any] = field(default_factory=dict)
     """What the layers above make of this change once and share among every watcher that needs it
     (the API layer's event per type and version, a front's encodings of it)."""
-    _leave: bytes | None = None
     revision: int = field(init=False)
     """The change's revision (its entry's): a plain attribute, read for every watcher of it."""
+    key: bytes = field(init=False)
+    """The key changed, made once (an entry holds its key without the resource's prefix) for the
+    etcd-protocol watchers that each compare it with their range."""
 
     def __post_init__(self) -> None:
-        self.plain = self.entry.json is not None and (self.prev is None or self.prev.json is not None)
+        self.key = self.entry.key
+        self.plain = self.entry.served and (self.prev is None or self.prev.served)
         self.revision = self.entry.revision
 
-    def object_json(self, event_type: ChangeType, codec: Codec) -> bytes:
-        """The object sent with ``event_type`` (primary apiVersion).
+    def shown(self, event_type: ChangeType) -> Entry:
+        """The state whose object is sent with ``event_type``, at this change's resourceVersion.
 
         An object leaving a watcher's selector is sent, as Kubernetes does, as DELETED carrying its
         previous content with this change's resourceVersion.
         """
         if event_type is ChangeType.DELETED and self.type is not ChangeType.DELETED:
-            if self._leave is None:
-                assert self.prev is not None, "only an update can leave a selector"
-                self._leave = codec.reencode(self.prev, self.revision)
-            return self._leave
-        assert self.entry.json is not None, "only objects served over REST have JSON"
-        return self.entry.json
+            assert self.prev is not None, "only an update can leave a selector"
+            return self.prev
+        assert self.entry.served, "only objects served over REST are sent as events"
+        return self.entry
 
 
 class Window:

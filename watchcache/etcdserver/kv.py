@@ -32,14 +32,13 @@ _MAX_TXN_OPS = 128
 
 
 def key_value(entry: Entry, *, keys_only: bool = False) -> kv_pb2.KeyValue:
-    kv = entry.kv
     return kv_pb2.KeyValue(
-        key=kv.key,
-        create_revision=kv.create_revision,
-        mod_revision=kv.mod_revision,
-        version=kv.version,
-        value=b"" if keys_only else kv.value,
-        lease=kv.lease,
+        key=entry.key,
+        create_revision=entry.create_revision,
+        mod_revision=entry.revision,
+        version=entry.version,
+        value=b"" if keys_only or entry.deleted else entry.value,
+        lease=entry.lease,
     )
 
 
@@ -240,7 +239,7 @@ class KV:
             cache = self.front.cache_for(put.key, b"")
             current = cache.get(put.key) if cache is not None else None
             objects += current is None
-            size += len(put.value) - (len(current.kv.value) if current is not None else 0)
+            size += len(put.value) - (len(current.value) if current is not None else 0)
         async with caller.admission.reserve(objects=objects, size=size):
             yield
 

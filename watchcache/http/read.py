@@ -1,7 +1,7 @@
 """GET and LIST over HTTP: an object's cached bytes, and lists written piece by piece.
 
-A small list is one body. A large one is written from the cache's shared bytes in pieces of about
-256 KiB (another version's copy is made piece by piece), each piece taken from the tenant's byte
+A small list is one body. A large one is written in pieces of about 256 KiB, each spliced from the
+cache's shared bytes (:meth:`~watchcache.cache.store.Codec.join`) and taken from the tenant's byte
 budget before it is built, so no second copy of the answer ever exists. Either is a Table instead
 when the client asks for one (:mod:`.tables`), made from the same bytes piece by piece.
 """

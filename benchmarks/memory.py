@@ -116,6 +116,7 @@ def watchers_rss(args: argparse.Namespace, server_core: str, client_core: str) -
                     drain=args.drain,
                     watches_per_stream=1,
                     streams_per_conn=1,
+                    watches_per_conn=1,
                     watchcache_args=(),
                 )
                 _, _, res["write_rate"] = asyncio.run(write_events(etcd.endpoint, p))

@@ -142,7 +142,11 @@ class Entry:
 
     def tombstone(self, revision: int) -> Entry:
         """The entry a deletion at ``revision`` leaves (use :meth:`Codec.tombstone`)."""
-        return type(self)(
+        return self._deleted(type(self), revision, self._shape)
+
+    def _deleted(self, kind: type[Entry], revision: int, shape: Shape | None) -> Entry:
+        """This key's last state as deleted at ``revision``, an entry of ``kind``."""
+        return kind(
             self._tail,
             self.value,
             create_revision=0,
@@ -151,7 +155,7 @@ class Entry:
             lease=0,
             namespace=self.namespace,
             labels=self.labels,
-            shape=self._shape,
+            shape=shape,
         )
 
 
@@ -185,16 +189,7 @@ class Materialized(Entry):
     def tombstone(self, revision: int) -> Entry:
         """The deleted state without its copy, which :meth:`Codec.tombstone` re-encodes with the
         deletion's revision."""
-        return Entry(
-            self._tail,
-            self.value,
-            create_revision=0,
-            revision=revision,
-            version=0,
-            lease=0,
-            namespace=self.namespace,
-            labels=self.labels,
-        )
+        return self._deleted(Entry, revision, None)
 
 
 class Codec:

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from support.patches import doubling_patch
 from support.rest import Api
-from support.tenants import keyspace
+from support.tenants import keyspace, service
 from support.waiting import wait_until
 
 from watchcache.config import parse_config
@@ -72,16 +72,7 @@ async def serve(
     limits: Mapping[str, Mapping[str, float]] | None = None,
     **server: Any,
 ) -> AsyncIterator[Service]:
-    options = ServiceOptions(
-        config=parse_config(config(limits)),
-        etcd_servers=tuple(endpoints),
-        etcd_prefix=prefix,
-        port=0,
-        server=ServerSettings(**server),
-    )
-    async with Service(options) as svc:
-        assert svc.storage is not None
-        await svc.storage.wait_ready(10)
+    async with service(config(limits), endpoints, prefix, server=ServerSettings(**server)) as svc:
         yield svc
 
 

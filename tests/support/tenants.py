@@ -102,16 +102,13 @@ def config_text(limits: Mapping[str, Mapping[str, float]] | None = None) -> str:
 
 
 @asynccontextmanager
-async def serve(
-    endpoints: Sequence[str],
-    prefix: str,
-    *,
-    limits: Mapping[str, Mapping[str, float]] | None = None,
-    **options: Any,
+async def service(
+    config_yaml: str, endpoints: Sequence[str], prefix: str, **options: Any
 ) -> AsyncIterator[Service]:
-    """A started service over the three tenants, its caches loaded."""
+    """A started in-process service with ``config_yaml``, its caches loaded (``options``: the rest of
+    :class:`ServiceOptions`)."""
     opts = ServiceOptions(
-        config=parse_config(config_text(limits)),
+        config=parse_config(config_yaml),
         etcd_servers=tuple(endpoints),
         etcd_prefix=prefix,
         port=0,
@@ -120,6 +117,19 @@ async def serve(
     async with Service(opts) as svc:
         assert svc.storage is not None
         await svc.storage.wait_ready(10)
+        yield svc
+
+
+@asynccontextmanager
+async def serve(
+    endpoints: Sequence[str],
+    prefix: str,
+    *,
+    limits: Mapping[str, Mapping[str, float]] | None = None,
+    **options: Any,
+) -> AsyncIterator[Service]:
+    """A started service over the three tenants, its caches loaded."""
+    async with service(config_text(limits), endpoints, prefix, **options) as svc:
         yield svc
 
 

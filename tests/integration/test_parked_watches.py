@@ -1,7 +1,8 @@
 """Parked REST watches (``watchcache/http/watch.py``): once its headers are out, a resource's watch owns
-its connection and holds no task while nothing is queued; events, the timeout, the write timeout with
-the tenant's byte budget, and shutdown all still reach it. Raw sockets, so that what is on the wire
-(chunks, the last chunk, the server closing) is what is checked."""
+its connection (HTTP/1.1) or its stream (HTTP/2) and holds no task while nothing is queued; events, the
+timeout, the write timeout with the tenant's byte budget, a client's reset, and shutdown all still reach
+it. Raw sockets (and a raw HTTP/2 client), so that what is on the wire (chunks, the last chunk, the
+server closing, END_STREAM) is what is checked."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import aetcd
 import orjson
 import pytest
 import yaml
+from support.h2client import H2Client
+from support.tenants import service
 from support.waiting import wait_until
 
-from watchcache.config import parse_config
 from watchcache.http.settings import ServerSettings
-from watchcache.service import Service, ServiceOptions
+from watchcache.service import Service
 
 pytestmark = pytest.mark.etcd
 
@@ -44,16 +46,7 @@ async def serve(
         document["tenants"] = [
             {"name": "wardle", "groups": [GROUP], "tokens": [TOKEN], "limits": dict(limits)}
         ]
-    options = ServiceOptions(
-        config=parse_config(yaml.safe_dump(document)),
-        etcd_servers=tuple(endpoints),
-        etcd_prefix=prefix,
-        port=0,
-        server=ServerSettings(**server),
-    )
-    async with Service(options) as svc:
-        assert svc.storage is not None
-        await svc.storage.wait_ready(10)
+    async with service(yaml.safe_dump(document), endpoints, prefix, server=ServerSettings(**server)) as svc:
         yield svc
 
 
@@ -155,13 +148,14 @@ async def put(kv: aetcd.Client, prefix: str, namespace: str, name: str, pad: int
 
 
 def connection_tasks() -> list[asyncio.Task[Any]]:
-    """The tasks serving connections: aiohttp's per connection and per request, and a parked watch's
-    drain."""
+    """The tasks serving connections: aiohttp's per connection and per request, an HTTP/2 stream's,
+    and a parked watch's drain."""
     handlers = {"RequestHandler.start", "RequestHandler._handle_request"}
     return [
         task
         for task in asyncio.all_tasks()
         if task.get_name() == "watchcache-watch-drain"
+        or task.get_name().startswith("h2-stream")
         or getattr(task.get_coro(), "__qualname__", "") in handlers
     ]
 
@@ -298,3 +292,97 @@ async def test_shutdown_ends_parked_watches_cleanly(etcd_endpoints: list[str], p
         for watch in watches:
             await watch.until_closed(within=5)
             assert watch.ended and watch.closed
+
+
+# -- HTTP/2: a watch parks its stream, and the connection serves on ------------------------------------
+
+
+def h2_address(svc: Service) -> tuple[str, int]:
+    parts = urlsplit(svc.url)
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port
+
+
+def h2_events(client: H2Client, stream_id: int) -> list[tuple[str, str]]:
+    return names([orjson.loads(line) for line in client.responses[stream_id].lines])
+
+
+async def test_idle_http2_watches_hold_no_task_and_a_reset_frees_only_its_stream(
+    etcd_endpoints: list[str], prefix: str, etcd_kv: aetcd.Client
+) -> None:
+    """30 watches on one HTTP/2 connection hold no task once their headers are out, and each gets
+    every change once and in order; a client's RST_STREAM on ten of them lets go of their cache
+    watchers and the tenant's watch slots, while the other twenty, and new requests on the same
+    connection, go on."""
+    async with serve(etcd_endpoints, prefix, limits={}) as svc:
+        assert svc.storage is not None and svc.api is not None
+        admission = svc.api.admission("wardle")
+        resource = svc.storage.resource(svc.options.config.resources[0])
+        client = await H2Client.connect(*h2_address(svc))
+        try:
+            auth = [("authorization", f"Bearer {TOKEN}")]
+            path = flunders("h2parked") + "?watch=true&resourceVersion=0"
+            streams = [client.request("GET", path, headers=auth) for _ in range(30)]
+            for stream in streams:
+                assert (await client.until(stream, lambda r: r.headers)).status == 200
+            await wait_until(lambda: resource.cache.watcher_count == 30, message="30 watchers registered")
+            await wait_until(lambda: not connection_tasks(), message="no task left per watch")
+            assert admission.watches == 30
+            for i in range(10):
+                await put(etcd_kv, prefix, "h2parked", f"f-{i:02d}")
+            first = [("ADDED", f"f-{i:02d}") for i in range(10)]
+            for stream in streams:
+                await client.until(stream, lambda r: len(r.lines) >= 10)
+                assert h2_events(client, stream) == first
+            await wait_until(lambda: not connection_tasks(), message="parked again")
+
+            reset, kept = streams[:10], streams[10:]
+            for stream in reset:
+                client.h2.reset_stream(stream)
+            client.flush()
+            await wait_until(lambda: resource.cache.watcher_count == 20, message="reset watchers let go")
+            await wait_until(lambda: admission.watches == 20, message="reset watch slots given back")
+            for i in range(10, 15):
+                await put(etcd_kv, prefix, "h2parked", f"f-{i:02d}")
+            everything = [("ADDED", f"f-{i:02d}") for i in range(15)]
+            for stream in kept:
+                await client.until(stream, lambda r: len(r.lines) >= 15)
+                assert h2_events(client, stream) == everything
+                assert client.responses[stream].reset is None
+            listed = await client.response(client.request("GET", flunders("h2parked"), headers=auth))
+            assert listed.status == 200 and len(orjson.loads(listed.body)["items"]) == 15
+        finally:
+            await client.close()
+        await wait_until(lambda: resource.cache.watcher_count == 0, message="closed watches unregistered")
+        await wait_until(lambda: admission.watches == 0, message="every watch slot given back")
+        await wait_until(lambda: svc.api is not None and svc.api.connections.open == 0, message="none open")
+
+
+async def test_timeout_and_shutdown_end_parked_http2_watches_cleanly(
+    etcd_endpoints: list[str], prefix: str
+) -> None:
+    """timeoutSeconds=1 ends a parked HTTP/2 watch with END_STREAM (no reset) while the connection
+    lives on; stopping the service ends the other parked watches the same way, within seconds."""
+    async with serve(etcd_endpoints, prefix) as svc:
+        assert svc.storage is not None
+        resource = svc.storage.resource(svc.options.config.resources[0])
+        client = await H2Client.connect(*h2_address(svc))
+        try:
+            short = client.request("GET", flunders("h2end") + "?watch=true&timeoutSeconds=1")
+            long = [client.request("GET", flunders("h2end") + "?watch=true") for _ in range(5)]
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            ended = await client.response(short)
+            assert ended.status == 200 and ended.end_stream and ended.reset is None
+            assert 0.8 <= loop.time() - started <= 3.0
+            await wait_until(lambda: resource.cache.watcher_count == 5, message="the short one let go")
+            assert not client.closed.is_set()
+            started = loop.time()
+            async with asyncio.timeout(10):
+                await svc.stop()
+            assert loop.time() - started < 5
+            for stream in long:
+                response = await client.response(stream)
+                assert response.status == 200 and response.end_stream and response.reset is None
+        finally:
+            await client.close()

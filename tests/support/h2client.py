@@ -32,6 +32,8 @@ class Response:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     reset: int | None = None
     """The RST_STREAM error code the server sent, if it reset the stream."""
+    end_stream: bool = False
+    """The server ended the stream (END_STREAM), as opposed to the connection closing under it."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -147,6 +149,7 @@ class H2Client:
             if event.stream_id not in self.stalled:
                 self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.StreamEnded):
+            self.responses[event.stream_id].end_stream = True
             self.responses[event.stream_id].ended.set()
             self.responses[event.stream_id].changed.set()
         elif isinstance(event, h2.events.StreamReset):

@@ -50,7 +50,7 @@ from ..transport.http2 import Connection, Stream
 from .connections import ConnectionGuard
 from .wire import event_line
 
-__all__ = ["HTTP2Settings", "Listener", "PREFACE"]
+__all__ = ["HTTP2Settings", "Listener", "PREFACE", "STREAM_HIGH_WATER", "drop_stream", "send_events"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # A stream's unsent DATA past which its writer waits for the client (as aiohttp's HTTP/1.1 writer
 # waits past its transport's high-water mark), and past which a watch's events queue in its watcher.
-_STREAM_HIGH_WATER = 64 * 1024
+STREAM_HIGH_WATER = 64 * 1024
 # Unsent bytes on a connection's socket past which a request dropped for not reading takes the whole
 # connection with it (the client stopped reading the connection, not one stream).
 _CONNECTION_BEHIND = 256 * 1024
@@ -89,6 +89,28 @@ class HTTP2Settings:
 # -- one stream, as aiohttp's handlers see it ---------------------------------------------------------
 
 
+def drop_stream(stream: Stream) -> None:
+    """Drop a request whose client stopped reading: reset its stream; close the whole connection when
+    its socket is what is behind (the client stopped reading the connection, not one stream)."""
+    transport = stream.connection.transport
+    if transport is not None and transport.get_write_buffer_size() > _CONNECTION_BEHIND:
+        transport.abort()
+    else:
+        stream.reset()
+
+
+def send_events(stream: Stream, events: list[WatchEvent]) -> bool:
+    """Write ``events``' shared lines as DATA of ``stream`` unless it is closed, ended or holds more
+    than the high-water mark unsent (False: not written)."""
+    if stream.closed or stream.ended or stream.unsent > STREAM_HIGH_WATER:
+        return False
+    # Several events (dispatch catching up) are joined: one piece is cut into frames as views, where
+    # many small ones would be walked again for every frame.
+    data = event_line(events[0]) if len(events) == 1 else b"".join([event_line(e) for e in events])
+    stream.send_parts([data], len(data))
+    return True
+
+
 class _StreamTransport:
     """A request's transport: its stream of a connection (see the module docstring)."""
 
@@ -96,6 +118,10 @@ class _StreamTransport:
 
     def __init__(self, stream: Stream) -> None:
         self._stream = stream
+
+    @property
+    def stream(self) -> Stream:
+        return self._stream
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         transport = self._stream.connection.transport
@@ -110,12 +136,7 @@ class _StreamTransport:
     def abort(self) -> None:
         """Drop the request: reset its stream; close the whole connection when its socket is what is
         behind (the client stopped reading the connection, not one stream)."""
-        connection = self._stream.connection
-        transport = connection.transport
-        if transport is not None and transport.get_write_buffer_size() > _CONNECTION_BEHIND:
-            transport.abort()
-        else:
-            self._stream.reset()
+        drop_stream(self._stream)
 
     close = abort
 
@@ -124,13 +145,7 @@ class _StreamTransport:
         stream = self._stream
 
         def write(events: list[WatchEvent]) -> bool:
-            if stream.closed or stream.ended or stream.unsent > _STREAM_HIGH_WATER:
-                return False
-            # Several events (dispatch catching up) are joined: one piece is cut into frames as
-            # views, where many small ones would be walked again for every frame.
-            data = event_line(events[0]) if len(events) == 1 else b"".join([event_line(e) for e in events])
-            stream.send_parts([data], len(data))
-            return True
+            return send_events(stream, events)
 
         return write
 
@@ -228,7 +243,7 @@ class _StreamWriter(AbstractStreamWriter):
         self._check()
         self.output_size += len(chunk)
         self._stream.send(bytes(chunk))
-        await self._wait(_STREAM_HIGH_WATER)
+        await self._wait(STREAM_HIGH_WATER)
 
     async def write_eof(self, chunk: bytes = b"") -> None:
         if chunk:
@@ -238,7 +253,7 @@ class _StreamWriter(AbstractStreamWriter):
         await self._wait(0)
 
     async def drain(self) -> None:
-        await self._wait(_STREAM_HIGH_WATER)
+        await self._wait(STREAM_HIGH_WATER)
 
     def enable_compression(self, encoding: str = "deflate", strategy: int | None = None) -> None:
         raise RuntimeError("the REST front does not compress responses")
@@ -332,6 +347,7 @@ class _Front:
             except StatusError as err:
                 _refuse(stream, err)
                 return
+            stream.headers = []  # aiohttp's message holds them now (and a parked watch needs none)
             # A watch lasts until its client or the cache ends it: a shutdown does not wait for it.
             stream.long_lived = message.url.query.get("watch") in ("true", "1")
             protocol = _StreamProtocol(stream)
@@ -353,8 +369,9 @@ class _Front:
             # Answered without reading the whole body (a 413, a 401): what came of it is acknowledged,
             # or it would hold the connection's window for good.
             stream.discard()
-            connection.streams.pop(stream.id, None)
-            connection.idle()
+            if stream.on_close is None:  # not a parked watch's now (see watch.ParkedStream)
+                connection.streams.pop(stream.id, None)
+                connection.idle()
 
     async def close(self, grace: float) -> None:
         """GOAWAY on every connection; the requests in flight get ``grace`` seconds."""

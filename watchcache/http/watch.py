@@ -12,7 +12,9 @@ taken from aiohttp (its request handler, parser, request and tasks are let go) a
 object, to which the dispatch writes directly. A task exists only while there is something to drain
 (the initial state, a backlog, the end of the stream); an idle watch holds none, only its place in a
 bucket of watches that end (``timeoutSeconds``) about the same time. Such a response says
-``Connection: close``: the connection ends with the watch. A watch that asked for Tables
+``Connection: close``: the connection ends with the watch. A watch on a stream of an HTTP/2 connection
+is parked the same way (:class:`ParkedStream`): its stream, not the connection, is taken from its
+handler, and the connection goes on serving its other streams. A watch that asked for Tables
 (:mod:`.tables`), and the namespaces' watch, keep a handler task for their whole life: their lines are
 made by it, each event's once for every such watcher.
 """
@@ -32,14 +34,16 @@ from ..api.options import WatchOptions, parse_int
 from ..api.watch import Watch, WatchEvent, WatchSink
 from ..errors import TooManyRequestsError
 from ..tenancy.limits import Admission, ByteBudget
+from ..transport.http2 import Stream
 from .connections import ConnectionGuard
+from .http2 import STREAM_HIGH_WATER, drop_stream, send_events
 from .read import PIECE
 from .responses import Observation, Responder, drop
 from .routes import Target
 from .tables import TableAnswer, Tables
 from .wire import JSON, chunk, event_chunk, event_line
 
-__all__ = ["DIRECT_WRITE_HIGH_WATER", "EventSource", "ParkedWatch", "Watches"]
+__all__ = ["DIRECT_WRITE_HIGH_WATER", "EventSource", "ParkedStream", "ParkedWatch", "Watches"]
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +107,12 @@ class _Deadlines:
     __slots__ = ("_buckets", "_keys", "_timer", "_timer_key")
 
     def __init__(self) -> None:
-        self._buckets: dict[float, dict[ParkedWatch, None]] = {}
+        self._buckets: dict[float, dict[_Parked, None]] = {}
         self._keys: list[float] = []  # a heap of the buckets' end times
         self._timer: asyncio.TimerHandle | None = None
         self._timer_key = 0.0
 
-    def add(self, parked: ParkedWatch, delay: float) -> dict[ParkedWatch, None]:
+    def add(self, parked: _Parked, delay: float) -> dict[_Parked, None]:
         """End ``parked`` in ``delay`` seconds; returns its bucket (it leaves it when closed first)."""
         loop = asyncio.get_running_loop()
         step = self.FINE if delay <= 60 else self.COARSE
@@ -179,7 +183,7 @@ class ParkedWatch(asyncio.Protocol):
         self._budget = budget
         self._admission = admission
         self._path = path
-        self._bucket: dict[ParkedWatch, None] | None = None
+        self._bucket: dict[_Parked, None] | None = None
         self._closer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -320,6 +324,153 @@ class ParkedWatch(asyncio.Protocol):
         self._owner.forget(self)
 
 
+class ParkedStream:
+    """A resource's watch on a stream of an HTTP/2 connection once its headers are out: what
+    :class:`ParkedWatch` is for a connection, for one stream of a shared one. The stream's handler
+    task ends; the dispatch writes each event's shared line as DATA of the stream; a drain task
+    exists only while something is queued or the stream ends. The connection is not this watch's:
+    it stays the connection's (counted by the guard as one, closed when idle)."""
+
+    __slots__ = (
+        "_admission",
+        "_bucket",
+        "_budget",
+        "_draining",
+        "_owner",
+        "_path",
+        "_stream",
+        "_task",
+        "_watch",
+    )
+
+    def __init__(
+        self,
+        owner: Watches,
+        watch: Watch,
+        stream: Stream,
+        *,
+        budget: ByteBudget | None,
+        admission: Admission | None,
+        path: str,
+    ) -> None:
+        self._owner = owner
+        self._watch = watch
+        self._stream = stream
+        self._budget = budget
+        self._admission = admission
+        self._path = path
+        self._bucket: dict[_Parked, None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._draining = False
+
+    def take_over(self, timeout: float) -> None:
+        """Take the stream from its handler; the watch ends after ``timeout`` seconds."""
+        self._stream.on_close = self._closed
+        if self._admission is not None:
+            self._admission.watches += 1  # the handler's hold on the tenant's watch slot ends now
+        self._owner.parked[self] = None
+        self._bucket = self._owner.deadlines.add(self, timeout)
+        self._watch.set_sink(self._write)
+        self._watch.set_notify(self._wake)
+        self._wake()  # the initial state or replay, if any; an idle watch parks at once
+
+    def end(self) -> None:
+        """End the watch (``timeoutSeconds``, shutdown): the stream ends cleanly after what is queued."""
+        self._leave_bucket()
+        self._watch.close()
+        self._wake()
+
+    def abort(self) -> None:
+        drop_stream(self._stream)
+
+    def _leave_bucket(self) -> None:
+        if self._bucket is not None:
+            self._bucket.pop(self, None)
+            self._bucket = None
+
+    # -- the dispatch's side (never awaits) ----------------------------------------------------------
+
+    def _write(self, events: list[WatchEvent]) -> bool:
+        if self._draining:
+            return False  # a drained batch is still being written: later events queue behind it
+        return send_events(self._stream, events)
+
+    def _wake(self) -> None:
+        if self._draining or self._stream.closed:
+            return
+        self._draining = True
+        self._task = asyncio.get_running_loop().create_task(self._drain(), name="watchcache-watch-drain")
+
+    # -- draining what queued ------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        out = self._owner.out
+        stream = self._stream
+        try:
+            while not stream.closed:
+                events = self._watch.poll_events(PIECE)
+                if events is None:
+                    self._draining = False  # parked: the dispatch writes directly again
+                    return
+                if not events:
+                    stream.end([])
+                    if await self._drained(out.write_timeout, 0):
+                        self._finish()
+                    return
+                size = sum(len(event.raw) for event in events)
+                async with out.held(self._budget, size):
+                    if stream.closed:
+                        return  # dropped while waiting for the budget
+                    stream.send(b"".join([event_line(event) for event in events]))
+                    if not await self._drained(out.write_timeout, STREAM_HIGH_WATER):
+                        return
+        except TooManyRequestsError:
+            self.abort()  # the tenant's byte budget stayed full for the whole write timeout
+        except Exception:
+            log.exception("%s: watch stream failed", self._path)
+            self.abort()
+        finally:
+            self._task = None
+
+    async def _drained(self, write_timeout: float, limit: int) -> bool:
+        """Wait until the stream holds at most ``limit`` bytes unsent; False (and the stream dropped)
+        when its client has not read for ``write_timeout`` seconds, or it is closed."""
+        try:
+            async with asyncio.timeout(write_timeout):
+                await self._stream.drain(limit)
+        except TimeoutError:
+            log.info("dropping a watch stream whose client stopped reading: %s", self._path)
+            self.abort()
+            return False
+        return not self._stream.closed
+
+    def _finish(self) -> None:
+        """Our side ended and is out: the connection forgets the stream."""
+        connection = self._stream.connection
+        connection.streams.pop(self._stream.id, None)
+        self._stream.on_close = None
+        self._closed()
+        connection.idle()
+
+    def _closed(self) -> None:
+        """The stream is done (finished, reset by the client, its connection gone): let go of all."""
+        if self not in self._owner.parked:
+            return
+        self._watch.set_notify(None)
+        self._watch.close()
+        self._leave_bucket()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if self._admission is not None:
+            self._admission.watches -= 1
+        self._owner.forget(self)
+
+
+_Parked = ParkedWatch | ParkedStream
+"""A watch that no handler task holds."""
+
+
 class EventSource(Protocol):
     """What a watch stream is written from: a resource's :class:`Watch`, or the namespaces' watch."""
 
@@ -338,8 +489,8 @@ class Watches:
         self.connections = connections
         self._min_request_timeout = min_request_timeout
         self._tables = tables
-        #: Watches that own their connection (see :class:`ParkedWatch`).
-        self.parked: dict[ParkedWatch, None] = {}
+        #: Watches that own their connection or stream (see :class:`ParkedWatch`, :class:`ParkedStream`).
+        self.parked: dict[_Parked, None] = {}
         self.deadlines = _Deadlines()
         self._all_closed: asyncio.Future[None] | None = None
 
@@ -363,6 +514,12 @@ class Watches:
         try:
             if table is None and isinstance(request.protocol, web.RequestHandler):
                 response, parked = await self._park(request, watch, target=target, timeout=timeout_s)
+                return response
+            stream = getattr(request.transport, "stream", None)
+            if table is None and isinstance(stream, Stream):
+                response, parked = await self._park_stream(
+                    request, watch, stream, target=target, timeout=timeout_s
+                )
                 return response
             budget = target.admission.bytes if target.admission is not None else None
             return await self.stream(
@@ -403,11 +560,40 @@ class Watches:
         parked.take_over(request, timeout)
         return response, True
 
-    def forget(self, parked: ParkedWatch) -> None:
-        """``parked``'s connection is closed."""
+    async def _park_stream(
+        self, request: web.Request, watch: Watch, stream: Stream, *, target: Target, timeout: float
+    ) -> tuple[web.StreamResponse, bool]:
+        """Send the headers and hand the HTTP/2 stream to a :class:`ParkedStream` (True), or give up
+        on a client gone (False)."""
+        response = _HandedOver(status=200, headers={"Content-Type": JSON})
+        try:
+            if not await self.out.write_or_drop(request, response.prepare(request)):
+                return response, False
+        except ConnectionResetError:
+            drop(request)
+            return response, False
+        if target.observation is not None:
+            target.observation.finish(200)
+        if stream.closed:
+            return response, False
+        admission = target.admission
+        parked = ParkedStream(
+            self,
+            watch,
+            stream,
+            budget=admission.bytes if admission is not None else None,
+            admission=admission,
+            path=request.path[:200],
+        )
+        parked.take_over(timeout)
+        return response, True
+
+    def forget(self, parked: _Parked) -> None:
+        """``parked``'s connection (or stream) is closed."""
         if parked in self.parked:
             del self.parked[parked]
-            self.connections.closed(parked)
+            if isinstance(parked, ParkedWatch):  # it owned its connection
+                self.connections.closed(parked)
         if not self.parked and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)
 

@@ -77,26 +77,47 @@ def split(parts: list[Piece], size: int) -> tuple[list[Piece], list[Piece]]:
 
 
 class Stream:
-    """One request of a connection: its headers, its body as it comes, and the way to answer."""
+    """One request of a connection: its headers, its body as it comes, and the way to answer.
+
+    A stream is small while it waits (an idle watch is one): its body's queue, its unsent DATA's queue
+    and the future a waiting reader or writer sleeps on are made only when there is something to hold
+    or someone waiting."""
+
+    __slots__ = (
+        "_body",
+        "_pending",
+        "_pending_size",
+        "_trailers",
+        "_waiter",
+        "body_ended",
+        "body_received",
+        "closed",
+        "connection",
+        "ended",
+        "headers",
+        "id",
+        "long_lived",
+        "on_close",
+    )
 
     def __init__(self, connection: Connection, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.connection = connection
         self.id = stream_id
         self.headers = headers
-        self.path = next((v for k, v in headers if k == b":path"), b"").decode("ascii", "replace")
         # The body as it came, each piece with its flow-controlled length: acknowledged (the client's
         # window reopened) only when read, so a client can never have more than its window unread.
-        self._body: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        self._body: deque[tuple[bytes, int]] | None = None
         self.body_ended = False
         """The client has ended its side (the body may still be queued for :meth:`read`)."""
         self.body_received = 0
         """Bytes of the body received so far."""
         # DATA not written yet, each message as its parts (often shared by many streams: held, not
         # copied) and its size.
-        self._pending: deque[tuple[list[Piece], int]] = deque()
+        self._pending: deque[tuple[list[Piece], int]] | None = None
         self._pending_size = 0
-        self._window = asyncio.Event()
-        self._draining = False
+        # What a reader waiting for the body, or a writer waiting for the window, sleeps on.
+        self._waiter: asyncio.Future[None] | None = None
+        self._trailers: list[tuple[bytes, bytes]] | None = None
         self.closed = False
         """The client reset the stream, or the connection is gone."""
         self.ended = False
@@ -104,38 +125,51 @@ class Stream:
         self.long_lived = False
         """Set by the handler for a stream that lasts until the client ends it (a watch): not waited
         for when the connection shuts."""
+        self.on_close: Callable[[], None] | None = None
+        """Set by whoever takes the stream over from its handler (a parked watch): called once when
+        the stream closes (the client reset it, the connection is gone). Such a stream outlives its
+        handler: the handler's end neither resets it nor lets the connection forget it."""
 
     # -- the request -------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return (self.header(b":path") or b"").decode("ascii", "replace")
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for k, v in self.headers if k == name), None)
 
     async def read(self) -> bytes | None:
         """The next piece of the body as it arrived; None once the client ended it (or left)."""
-        if self.closed and self._body.empty():
-            return None
-        piece = await self._body.get()
-        if piece is None:
-            return None
-        data, flow_controlled = piece
-        if not self.closed:
-            self.connection.acknowledge(self.id, flow_controlled)
-        return data
+        while True:
+            body = self._body
+            if body:
+                data, flow_controlled = body.popleft()
+                if not self.closed:
+                    self.connection.acknowledge(self.id, flow_controlled)
+                return data
+            if self.body_ended or self.closed:
+                return None
+            await self._wait()
 
     def discard(self) -> None:
         """The rest of the body will not be read: acknowledge what has come of it (what comes later
         is acknowledged by the connection once it no longer holds the stream)."""
-        while not self._body.empty():
-            piece = self._body.get_nowait()
-            if piece is not None and not self.closed:
-                self.connection.acknowledge(self.id, piece[1])
+        body, self._body = self._body, None
+        while body:
+            _, flow_controlled = body.popleft()
+            if not self.closed:
+                self.connection.acknowledge(self.id, flow_controlled)
 
     def _received(self, data: bytes | None, flow_controlled: int = 0) -> None:
         if data is None:
             self.body_ended = True
         else:
             self.body_received += len(data)
-        self._body.put_nowait(None if data is None else (data, flow_controlled))
+            if self._body is None:
+                self._body = deque()
+            self._body.append((data, flow_controlled))
+        self._wake()
 
     # -- the answer -------------------------------------------------------------------------------------
 
@@ -167,6 +201,8 @@ class Stream:
             self.connection.hold(self)
 
     def _queue(self, parts: list[Piece], size: int) -> None:
+        if self._pending is None:
+            self._pending = deque()
         self._pending.append((parts, size))
         self._pending_size += size
 
@@ -178,12 +214,7 @@ class Stream:
     async def drain(self, limit: int) -> None:
         """Wait until at most ``limit`` bytes are queued on the stream (the client reads)."""
         while self._pending_size > limit and not self.closed:
-            self._window.clear()
-            self._draining = True
-            try:
-                await self._window.wait()
-            finally:
-                self._draining = False
+            await self._wait()
 
     def end(self, trailers: list[tuple[bytes, bytes]]) -> None:
         """End our side with ``trailers`` once every queued DATA is out (none: an empty DATA frame
@@ -198,18 +229,35 @@ class Stream:
         """RST_STREAM (CANCEL by default)."""
         if self.closed:
             return
-        self.closed = True
         conn = self.connection
         with contextlib.suppress(h2.exceptions.H2Error):
             conn.h2.reset_stream(self.id, code)
         conn.flush()
+        self._close()
+
+    def _close(self) -> None:
+        """The stream is closed (reset, or its connection gone): wake whoever waits on it, tell its
+        owner."""
+        if self.closed:
+            return
+        self.closed = True
         self._wake()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
+
+    async def _wait(self) -> None:
+        """Sleep until :meth:`_wake` (body came, the window opened, the stream closed)."""
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
 
     def _wake(self) -> None:
-        if self._draining:
-            self._window.set()
-
-    _trailers: list[tuple[bytes, bytes]] | None = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Connection(asyncio.Protocol):
@@ -255,10 +303,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self.lost.set()
-        for stream in self.streams.values():
-            stream.closed = True
+        for stream in list(self.streams.values()):
             stream._received(None)
-            stream._wake()
+            stream._close()
         for task in self._tasks:
             task.cancel()
 
@@ -307,9 +354,8 @@ class Connection(asyncio.Protocol):
         elif isinstance(event, h2.events.StreamReset):
             reset = self.streams.pop(event.stream_id, None)
             if reset is not None:
-                reset.closed = True
                 reset._received(None)
-                reset._wake()
+                reset._close()
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             self._unblock()
         elif isinstance(event, h2.events.ConnectionTerminated):
@@ -329,9 +375,10 @@ class Connection(asyncio.Protocol):
             log.exception("HTTP/2 stream %d failed", stream.id)
             stream.reset(0x2)  # INTERNAL_ERROR
         finally:
-            if not stream.ended:
-                stream.reset()
-            self.streams.pop(stream.id, None)
+            if stream.on_close is None:  # not taken over (see Stream.on_close)
+                if not stream.ended:
+                    stream.reset()
+                self.streams.pop(stream.id, None)
 
     async def shut(self, grace: float) -> None:
         """GOAWAY; give the requests in flight ``grace`` seconds, cancel the rest and the long-lived
@@ -355,6 +402,10 @@ class Connection(asyncio.Protocol):
         if not self.closed:
             self.transport.abort()
             await self.lost.wait()
+
+    def idle(self) -> None:
+        """Called when a stream that outlived its handler is done (see :attr:`Stream.on_close`); a
+        subclass may close a connection left without streams."""
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """``size`` bytes of ``stream_id``'s body were consumed: reopen the client's windows."""
@@ -432,8 +483,7 @@ class Connection(asyncio.Protocol):
         state = h2conn.streams.get(stream.id)
         if state is None:
             self._blocked.pop(stream.id, None)
-            stream.closed = True
-            stream._wake()
+            stream._close()
             return
         frame_limit = h2conn.max_outbound_frame_size
         pending = stream._pending
@@ -456,6 +506,7 @@ class Connection(asyncio.Protocol):
         if pending:
             self._blocked[stream.id] = stream
         else:
+            stream._pending = None  # an idle stream holds no queue
             self._blocked.pop(stream.id, None)
             if stream._trailers is not None:
                 trailers, stream._trailers = stream._trailers, None

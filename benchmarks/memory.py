@@ -4,7 +4,8 @@ per idle watcher.
 - objects: RSS (VmRSS, once ready) of a watchcache that loaded N objects of ~1 KiB minus that of one
   that loaded none, divided by N, and by the raw value bytes per object;
 - watchers: RSS after opening W idle HTTP watches (the C client of fanout.py) minus RSS before, over W,
-  and how long opening them took;
+  and how long opening them took: one HTTP/1.1 connection each, or with ``--watches-per-conn N`` N
+  streams of each HTTP/2 connection (h2c, prior knowledge), as client-go multiplexes its watches;
 - with ``--trickle R``: then R puts/s for ``--duration`` seconds straight to etcd, every one of which
   each of the W watchers must get once and in order (the C client counts what is lost, duplicated,
   reordered or cut), and the server's peak RSS meanwhile.
@@ -17,6 +18,7 @@ when it is too low and the script may), or says that it could not.
     python benchmarks/memory.py --quick
     python benchmarks/memory.py --objects 100000 --watchers 10000
     python benchmarks/memory.py --objects 1000 --watchers 100000 --trickle 10 --duration 10
+    python benchmarks/memory.py --objects 1000 --watchers 100000 --watches-per-conn 100 --trickle 10
 """
 
 from __future__ import annotations
@@ -92,11 +94,15 @@ def watchers_rss(args: argparse.Namespace, server_core: str, client_core: str) -
         before = settled_rss(wc.proc.pid)
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{RESOURCE}?watch=true&resourceVersion=0"
         sources = args.sources
+        conns = math.ceil(args.watchers / max(args.watches_per_conn, 1))
         if sources is None:
-            sources = math.ceil(args.watchers / PER_SOURCE) if args.watchers > PER_SOURCE or args.quick else 0
+            sources = math.ceil(conns / PER_SOURCE) if conns > PER_SOURCE or args.quick else 0
         env = dict(os.environ, WCLIENT_SOURCES=str(sources))
         t = time.monotonic()
-        cmd = [client_bin, "http", "127.0.0.1", str(wc.port), path, str(args.watchers), str(events), "600"]
+        mode = "h2" if args.watches_per_conn else "http"
+        cmd = [client_bin, mode, "127.0.0.1", str(wc.port), path, str(args.watchers), str(events), "600"]
+        if args.watches_per_conn:
+            cmd.append(str(args.watches_per_conn))
         client = Client(pinned(cmd, client_core), env=env)
         try:
             opened = client.expect("OPEN", 660)
@@ -158,20 +164,27 @@ def main() -> int:
         type=int,
         help=f"client source addresses 127.0.0.2… (default: one per {PER_SOURCE} watches past {PER_SOURCE})",
     )
+    ap.add_argument(
+        "--watches-per-conn",
+        type=int,
+        default=0,
+        help="HTTP/2 (h2c): watch streams per connection (default 0: HTTP/1.1, one connection each)",
+    )
     ap.add_argument("--json", help="append the raw result (one JSON object) to this file")
     ap.add_argument("--quick", action="store_true", help="seconds: N=2000, W=200, a 1 s trickle of 10/s")
     args = ap.parse_args()
     if args.quick:
         args.objects, args.watchers, args.trickle, args.duration = 2000, 200, 10.0, 1.0
     print(f"machine: {machine()}")
-    # The server and the client each hold one descriptor per watch, plus a few hundred of their own.
-    needed = args.watchers + 512
+    # The server and the client each hold one descriptor per connection, plus a few hundred of their own.
+    needed = math.ceil(args.watchers / max(args.watches_per_conn, 1)) + 512
     limit, limits = raise_open_files(needed)
     print(limits)
     if limit < needed:
         print(
             f"memory.py: cannot open {args.watchers} watches: each process may open {limit} files "
-            f"and the server and the client each need about {needed}; largest W here: {limit - 512}",
+            f"and the server and the client each need about {needed}; largest W here: "
+            f"{(limit - 512) * max(args.watches_per_conn, 1)}",
             file=sys.stderr,
         )
         return 2
@@ -209,12 +222,15 @@ def main() -> int:
         [f"{res['rss_over_raw']:.2f}x", "≤ 2x", "yes" if res["rss_over_raw"] <= 2 else "no"],
     )
     w = args.watchers
+    wpc = args.watches_per_conn
+    # HTTP/1.1: a connection (socket, buffers, parser) per watch; HTTP/2: a stream of a shared one.
+    per, target = (f"HTTP/2, {wpc} per connection", 1024) if wpc else ("HTTP/1.1", 4096)
     table.add(
-        f"RSS bytes per idle watcher (W={w})",
+        f"RSS bytes per idle watcher (W={w}, {per})",
         [
             f"{res['rss_bytes_per_watcher']:.0f}",
-            "≤ 4096",
-            "yes" if res["rss_bytes_per_watcher"] <= 4096 else "no",
+            f"≤ {target}",
+            "yes" if res["rss_bytes_per_watcher"] <= target else "no",
         ],
     )
     table.add(f"RSS with {w} idle watchers MB", [f"{res['watchers_rss_mb']:.1f}", "", ""])
@@ -242,7 +258,10 @@ def main() -> int:
     print(table.render())
     if args.json:
         with open(args.json, "a") as f:
-            f.write(json.dumps(dict(res, objects=args.objects, watchers=args.watchers)) + "\n")
+            f.write(
+                json.dumps(dict(res, objects=args.objects, watchers=args.watchers, watches_per_conn=wpc))
+                + "\n"
+            )
     return 0
 
 

@@ -8,6 +8,10 @@ it).
     python benchmarks/watch_profile.py --quick
     python benchmarks/watch_profile.py --watchers 2000
     python benchmarks/watch_profile.py --watchers 2000 --frames 12 --top 25
+    python benchmarks/watch_profile.py --watchers 2000 --watches-per-conn 10   # streams of HTTP/2
+
+With ``--watches-per-conn N`` the watches are N streams of each HTTP/2 connection (h2c), as client-go
+multiplexes them; else each is an HTTP/1.1 connection.
 """
 
 from __future__ import annotations
@@ -74,7 +78,10 @@ async def profile(args: argparse.Namespace, etcd: Etcd, client_bin: str) -> None
             tasks_before = len(asyncio.all_tasks())
             rss_before = mem_kib(os.getpid(), "VmRSS")
             before = tracemalloc.take_snapshot()
-            cmd = [client_bin, "http", "127.0.0.1", str(port), path, str(n), "0", "120"]
+            mode = "h2" if args.watches_per_conn else "http"
+            cmd = [client_bin, mode, "127.0.0.1", str(port), path, str(n), "0", "120"]
+            if args.watches_per_conn:
+                cmd.append(str(args.watches_per_conn))
             client = Client(cmd)
             opened = await asyncio.to_thread(client.expect, "OPEN", 180)
             if opened is None or int(opened[1]) != n:
@@ -139,6 +146,9 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=25, help="frames kept per allocation")
     ap.add_argument("--top", type=int, default=30, help="places listed")
     ap.add_argument("--tracebacks", type=int, default=12, help="tracebacks listed")
+    ap.add_argument(
+        "--watches-per-conn", type=int, default=0, help="HTTP/2 streams per connection (0: HTTP/1.1)"
+    )
     ap.add_argument("--quick", action="store_true", help="seconds: W=100, no tracebacks")
     args = ap.parse_args()
     if args.quick:

@@ -22,6 +22,7 @@ from watchcache.cache.cache_watcher import (
     Enter,
     Initial,
     Leave,
+    Shared,
     WatchErrorItem,
 )
 from watchcache.cache.cacher import Cache
@@ -302,3 +303,48 @@ async def test_etcd_protocol_watchers_of_one_range_share_its_selection_and_each_
     assert taken[ahead] == [(x2, "x"), (w, "w")]
     assert taken[one_key] == [(x1, "x"), (x2, "x")]
     assert [(c.revision, c.entry.name) for c in await drain(buffered)] == taken[whole]
+
+
+async def test_rest_watchers_without_selector_share_one_list_per_round_and_each_gets_its_own_part(
+    cache: Cache, etcd: MemoryEtcd
+) -> None:
+    """The REST watchers of a namespace that take its changes as they are are all offered the same
+    Shared list in a round (so their events and encoded lines are made once); a watcher with a
+    selector, one of all namespaces and one of another namespace each still get exactly their own
+    changes, in order."""
+    now = cache.revision
+    plain_a, plain_b = (
+        watch(cache, since=now, namespace="default"),
+        watch(cache, since=now, namespace="default"),
+    )
+    labelled = watch(cache, since=now, namespace="default", selector=Selector.parse("app=web", None))
+    everywhere, other = watch(cache, since=now, namespace=None), watch(cache, since=now, namespace="other")
+    offered: dict[CacheWatcher, list[list[Any]]] = {
+        w: [] for w in (plain_a, plain_b, labelled, everywhere, other)
+    }
+    for watcher, lists in offered.items():
+        assert await drain(watcher) == []
+
+        def sink(items: list[Any], lists: list[list[Any]] = lists) -> bool:
+            lists.append(items)
+            return True
+
+        watcher.sink = sink
+    x = put(etcd, "x", app="web")
+    y = put(etcd, "y")
+    z = put(etcd, "z", "other")
+    w = put(etcd, "w", app="web")
+    await caught_up(cache, etcd)
+
+    def seen(watcher: CacheWatcher) -> list[tuple[int, str]]:
+        return [(item.revision, item.entry.name) for items in offered[watcher] for item in items]
+
+    assert seen(plain_a) == seen(plain_b) == [(x, "x"), (y, "y"), (w, "w")]
+    assert seen(labelled) == [(x, "x"), (w, "w")]
+    assert seen(everywhere) == [(x, "x"), (y, "y"), (z, "z"), (w, "w")]
+    assert seen(other) == [(z, "z")]
+    # Round by round, the two plain watchers were handed the very same Shared list.
+    assert len(offered[plain_a]) == len(offered[plain_b])
+    for mine, theirs in zip(offered[plain_a], offered[plain_b], strict=True):
+        assert mine is theirs and isinstance(mine, Shared)
+    assert not any(isinstance(items, Shared) for items in offered[labelled])

@@ -19,13 +19,13 @@ from typing import Any, Literal
 
 import orjson
 
-from ..cache.cache_watcher import Bookmark, CacheWatcher, Enter, Initial, Item, Leave, WatchErrorItem
+from ..cache.cache_watcher import Bookmark, CacheWatcher, Enter, Initial, Item, Leave, Shared, WatchErrorItem
 from ..cache.window import Change, ChangeType
 from ..errors import ExpiredError
 from .context import Context
 from .options import WatchOptions
 
-__all__ = ["INITIAL_EVENTS_END", "EventTypeName", "Watch", "WatchEvent", "WatchSink"]
+__all__ = ["INITIAL_EVENTS_END", "EventTypeName", "Shared", "Watch", "WatchEvent", "WatchSink"]
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
@@ -66,7 +66,9 @@ _NO_EVENTS: Iterator[WatchEvent] = iter(())  # exhausted: shared by every watch 
 
 WatchSink = Callable[[list[WatchEvent]], bool]
 """Takes events at once (written straight to a client, say), or returns False when it cannot now. The list
-may be shared by many watchers: a sink never changes it."""
+may be shared by many watchers: a sink never changes it. When it is a :class:`Shared` list, every
+watcher of the dispatch gets that same object: what a sink makes of it (its encoded bytes) may be kept
+in its ``memo`` for the next sink."""
 
 
 class Watch:
@@ -208,6 +210,17 @@ class Watch:
         change, so one change on its own (the common case) skips the general conversion."""
         sink = self._sink
         assert sink is not None
+        if type(items) is Shared:
+            # The same round's changes offered alike to many watchers: their events made once per
+            # version, one shared list for every watcher of it.
+            shared: Shared[WatchEvent] | None = items.memo.get(self._api_version)  # type: ignore[assignment]
+            if shared is None:
+                shared = Shared([self._shared(c, c.type) for c in items])
+                items.memo[self._api_version] = shared
+            if sink(shared):
+                self._revision = shared[-1].revision
+                return True
+            return False
         if len(items) == 1 and type(item := items[0]) is Change:
             # The one-event list itself is shared by every watcher of this type and version.
             key = self._single[item.type]

@@ -9,16 +9,19 @@ buffer in batches, which lets the HTTP layer write and flush once per batch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 from ..errors import Status
 from ..selectors import Selector
 from .store import Entry
 from .window import Change, ChangeType
 
-__all__ = ["Bookmark", "CacheWatcher", "Ended", "Item", "WatchErrorItem", "item_size"]
+__all__ = ["Bookmark", "CacheWatcher", "Ended", "Item", "Shared", "WatchErrorItem", "item_size"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,19 @@ class Initial:
 
 # A Change on its own is delivered with its own type: the common case costs no allocation.
 Item = Change | Enter | Leave | Initial | Bookmark | WatchErrorItem
+
+
+class Shared(list[T]):
+    """A list offered alike to many watchers in one dispatch (a round's changes of a namespace, to
+    every watcher that takes them as they are): the same object reaches each of them, so what is made
+    of it (their events, the events' encoded lines) is made once and kept in :attr:`memo` by whoever
+    makes it. Nobody changes the list. It lives as long as the dispatch (nobody keeps it)."""
+
+    __slots__ = ("memo",)
+
+    def __init__(self, items: Iterable[T] = ()) -> None:
+        super().__init__(items)
+        self.memo: dict[object, object] = {}
 
 
 def item_size(item: Item) -> int:

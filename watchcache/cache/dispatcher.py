@@ -2,12 +2,15 @@
 
 Dispatch offers each watcher the changes it selects without ever waiting (see
 :mod:`.cache_watcher` for what a watcher does with them). REST watchers are indexed by namespace, so a
-change is only offered to the watchers of its namespace and to those of all namespaces. etcd-protocol
+change is only offered to the watchers of its namespace and to those of all namespaces; the watchers
+of a group that take its changes as they are (no selector) are all offered one shared list, so that
+what is made of it for one (events, encoded lines) serves them all. etcd-protocol
 watchers are grouped by key range: a dispatch selects a range's changes once and offers every watcher
 of the range the same list (the fan-out of the etcd front costs one range test per change, not one per
 watcher per change). While
-dispatch is busy (the last round ended less than its own duration ago), changes are held for up to
-5 ms so that those arriving meanwhile go out together: one write per watcher for several changes.
+dispatch is busy (the last round ended less than its own duration ago, the writes it queued for
+connections that write once per turn included), changes are held for up to 20 ms so that those arriving
+meanwhile go out together: one write per watcher for several changes.
 Anything that depends on what watchers have been offered (registering a watcher, a bookmark) flushes
 first.
 """
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 from ..errors import Status
-from .cache_watcher import Bookmark, CacheWatcher, Ended, Item
+from .cache_watcher import Bookmark, CacheWatcher, Ended, Item, Shared
 from .settings import CacheSettings, CacheStats
 from .window import Change
 
@@ -31,7 +34,7 @@ __all__ = ["Dispatcher"]
 log = logging.getLogger(__name__)
 
 # Longest a change waits to be dispatched together with the next ones while dispatch is busy.
-_MAX_COALESCE = 0.005
+_MAX_COALESCE = 0.02
 
 K = TypeVar("K")
 
@@ -60,7 +63,7 @@ class Dispatcher:
 
     def queue(self, changes: list[Change]) -> None:
         """Offer ``changes`` soon: at once when dispatch is idle, after about its own last duration
-        (at most 5 ms) while it is busy."""
+        (at most 20 ms) while it is busy."""
         self._undispatched.extend(changes)
         if self._flush_handle is not None:
             return
@@ -79,6 +82,14 @@ class Dispatcher:
             return
         started = time.perf_counter()
         self._dispatch(changes)
+        loop = asyncio.get_running_loop()
+        self._dispatch_cost = time.perf_counter() - started
+        self._dispatched_at = loop.time()
+        # What the round handed to connections that write once per turn (HTTP/2, the etcd front) is
+        # written by callbacks queued meanwhile: the round's cost includes them (measured once they ran).
+        loop.call_soon(self._written, started)
+
+    def _written(self, started: float) -> None:
         self._dispatch_cost = time.perf_counter() - started
         self._dispatched_at = asyncio.get_running_loop().time()
 
@@ -95,24 +106,51 @@ class Dispatcher:
     def _dispatch(self, changes: list[Change]) -> None:
         if not self._watchers:
             return
-        pending: dict[CacheWatcher, list[Item]] = {}
-        by_namespace = self._by_namespace
-        for change in changes:
-            for group in (self._all_namespaces, by_namespace.get(change.entry.namespace)):
-                if not group:
-                    continue
-                for watcher in group:
-                    item = change if watcher.simple and change.plain else watcher.select(change)
-                    if item is not None:
-                        items = pending.get(watcher)
-                        if items is None:
-                            pending[watcher] = [item]
-                        else:
-                            items.append(item)
-        for watcher, items in pending.items():
-            self._offer(watcher, items)
+        plain = all(change.plain for change in changes)
+        if self._all_namespaces:
+            self._dispatch_group(self._all_namespaces, changes, plain)
+        if self._by_namespace:
+            by_namespace = self._by_namespace
+            if len(changes) == 1:
+                group = by_namespace.get(changes[0].entry.namespace)
+                if group:
+                    self._dispatch_group(group, changes, plain)
+            else:
+                selected: dict[str, list[Change]] = {}
+                for change in changes:
+                    namespace = change.entry.namespace
+                    if namespace is not None and namespace in by_namespace:
+                        selected.setdefault(namespace, []).append(change)
+                for namespace, its in selected.items():
+                    self._dispatch_group(by_namespace[namespace], its, plain)
         if self._by_range:
             self._dispatch_ranges(changes)
+
+    def _dispatch_group(self, group: dict[CacheWatcher, None], changes: list[Change], plain: bool) -> None:
+        """Offer one group's watchers (all namespaces', or one namespace's) their changes: every watcher
+        that takes plain changes as they are gets one shared list (see :class:`Shared`); the others
+        select change by change."""
+        shared: Shared[Item] | None = Shared(changes) if plain else None
+        ended: list[tuple[CacheWatcher, list[Item]]] = []
+        dispatched = 0
+        for watcher in group:
+            if watcher.simple and shared is not None:
+                items: list[Item] = shared
+            else:
+                items = []
+                for change in changes:
+                    item = change if watcher.simple and change.plain else watcher.select(change)
+                    if item is not None:
+                        items.append(item)
+                if not items:
+                    continue
+            if watcher.offer(items):
+                dispatched += len(items)
+            else:
+                ended.append((watcher, items))
+        self._stats.events_dispatched += dispatched
+        for watcher, items in ended:
+            self._ended_slow(watcher, items)
 
     def _dispatch_ranges(self, changes: list[Change]) -> None:
         """Offer each etcd-protocol watcher its range's changes: selected once per range, one shared
@@ -141,12 +179,6 @@ class Dispatcher:
                     ended.append((watcher, items))
         self._stats.events_dispatched += dispatched
         for watcher, items in ended:
-            self._ended_slow(watcher, items)
-
-    def _offer(self, watcher: CacheWatcher, items: list[Item]) -> None:
-        if watcher.offer(items):
-            self._stats.events_dispatched += len(items)
-        else:
             self._ended_slow(watcher, items)
 
     def _ended_slow(self, watcher: CacheWatcher, items: list[Item]) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..api.options import WatchOptions, parse_int
-from ..api.watch import Watch, WatchEvent, WatchSink
+from ..api.watch import Shared, Watch, WatchEvent, WatchSink
 from ..errors import TooManyRequestsError
 from ..tenancy.limits import Admission, ByteBudget
 from ..transport.http2 import Stream
@@ -64,6 +64,11 @@ def _write_events(transport: Any, events: list[WatchEvent]) -> bool:
     try:
         if len(events) == 1:
             transport.write(event_chunk(events[0]))
+        elif type(events) is Shared:  # the same list for many watchers: joined once
+            data = events.memo.get("chunks")
+            if data is None:
+                data = events.memo["chunks"] = b"".join([event_chunk(event) for event in events])
+            transport.write(data)
         else:
             transport.write(b"".join([event_chunk(event) for event in events]))
     except (OSError, RuntimeError):

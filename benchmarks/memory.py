@@ -219,7 +219,7 @@ def main() -> int:
     table.add("RSS bytes per cached object", [f"{res['rss_bytes_per_object']:.0f}", "", ""])
     table.add(
         "RSS / raw value bytes",
-        [f"{res['rss_over_raw']:.2f}x", "≤ 2x", "yes" if res["rss_over_raw"] <= 2 else "no"],
+        [f"{res['rss_over_raw']:.2f}x", "≤ 1.3x", "yes" if res["rss_over_raw"] <= 1.3 else "no"],
     )
     w = args.watchers
     wpc = args.watches_per_conn

@@ -50,8 +50,8 @@ MUTANTS = (
         "watchcache/cache/dispatcher.py",
         "Dispatcher._dispatch",
         "namespace-scoped watchers are never offered live changes (only the catch-up of their next watch)",
-        "for group in (self._all_namespaces, by_namespace.get(change.entry.namespace)):",
-        "for group in (self._all_namespaces,):",
+        "        if self._by_namespace:\n",
+        "        if False:  # planted: the namespaces' groups are never offered\n",
     ),
     Mutant(
         "refuse-selector",

@@ -17,9 +17,9 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 pytestmark = pytest.mark.etcd
 
 
-def _run(script: str) -> str:
+def _run(script: str, *args: str) -> str:
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--quick"],
+        [sys.executable, str(BENCHMARKS / script), "--quick", *args],
         capture_output=True,
         check=False,
         text=True,
@@ -57,12 +57,21 @@ def test_memory_quick() -> None:
     assert "0/0/0/0 | 0/0/0/0 | yes" in out
 
 
+def test_memory_quick_over_http2() -> None:
+    """memory.py --quick --watches-per-conn 10: the idle watches are streams of shared HTTP/2
+    connections, judged against 1 KiB each, and the trickle reaches every one once, in order."""
+    out = _run("memory.py", "--watches-per-conn", "10")
+    assert "RSS bytes per idle watcher (W=200, HTTP/2, 10 per connection)" in out
+    assert "0/0/0/0 | 0/0/0/0 | yes" in out
+
+
 def test_watch_profile_quick() -> None:
-    """watch_profile.py --quick: the tracemalloc breakdown per idle watch is printed, and the watches
-    hold no task."""
-    out = _run("watch_profile.py")
-    assert "B per watch" in out
-    assert "tasks added per watch: 0.00" in out
+    """watch_profile.py --quick, over HTTP/1.1 and over HTTP/2: the tracemalloc breakdown per idle watch
+    is printed, and the watches hold no task."""
+    for args in ((), ("--watches-per-conn", "10")):
+        out = _run("watch_profile.py", *args)
+        assert "B per watch" in out
+        assert "tasks added per watch: 0.00" in out
 
 
 def test_abuse_quick() -> None:

@@ -148,9 +148,7 @@ class Dispatcher:
                 dispatched += len(items)
             else:
                 ended.append((watcher, items))
-        self._stats.events_dispatched += dispatched
-        for watcher, items in ended:
-            self._ended_slow(watcher, items)
+        self._settle(dispatched, ended)
 
     def _dispatch_ranges(self, changes: list[Change]) -> None:
         """Offer each etcd-protocol watcher its range's changes: selected once per range, one shared
@@ -177,6 +175,11 @@ class Dispatcher:
                     dispatched += len(items)
                 else:
                     ended.append((watcher, items))
+        self._settle(dispatched, ended)
+
+    def _settle(self, dispatched: int, ended: list[tuple[CacheWatcher, list[Item]]]) -> None:
+        """Count what a dispatch handed out, and end the watchers whose buffers it would overflow (after
+        the loop over a group, which ending a watcher changes)."""
         self._stats.events_dispatched += dispatched
         for watcher, items in ended:
             self._ended_slow(watcher, items)

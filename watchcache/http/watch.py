@@ -152,31 +152,18 @@ class _Deadlines:
             self._timer = None
 
 
-class ParkedWatch(asyncio.Protocol):
-    """A resource's watch that owns its connection once the headers are out (see the module
-    docstring): the transport's protocol, the cache watcher's sink (direct writes) and its notify
-    (a drain task, only while something is queued or the stream ends)."""
+class _Parked:
+    """What a parked watch of either kind is (see the module docstring): the cache watcher's sink
+    (direct writes, refused while a drain runs, so that events keep their order), its notify (a drain
+    task, only while something is queued or the stream ends), and its place in a deadline bucket. A
+    kind says how its events go out and how its stream ends."""
 
-    __slots__ = (
-        "_admission",
-        "_bucket",
-        "_budget",
-        "_closer",
-        "_drain_waiter",
-        "_draining",
-        "_owner",
-        "_path",
-        "_paused",
-        "_task",
-        "_transport",
-        "_watch",
-    )
+    __slots__ = ("_admission", "_bucket", "_budget", "_draining", "_owner", "_path", "_task", "_watch")
 
     def __init__(
         self,
         owner: Watches,
         watch: Watch,
-        transport: Any,
         *,
         budget: ByteBudget | None,
         admission: Admission | None,
@@ -184,28 +171,15 @@ class ParkedWatch(asyncio.Protocol):
     ) -> None:
         self._owner = owner
         self._watch = watch
-        self._transport = transport
         self._budget = budget
         self._admission = admission
         self._path = path
         self._bucket: dict[_Parked, None] | None = None
-        self._closer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
-        # Only headers (far below the transport's high-water mark) were written before the take-over,
-        # so the transport has not paused the protocol: it tells this one of any pause from now on.
-        self._paused = False
         self._draining = False
 
-    def take_over(self, request: web.Request, timeout: float) -> None:
-        """Take ``request``'s connection from aiohttp; the watch ends after ``timeout`` seconds."""
-        protocol = request.protocol
-        self._owner.connections.hand_over(protocol, self)
-        protocol.keep_alive(False)  # cancels its keep-alive timer
-        # aiohttp's handler ends with the request (its response says Connection: close) and must
-        # neither write to nor close the connection: it is this watch's now.
-        protocol.transport = None
-        self._transport.set_protocol(self)
+    def _park(self, timeout: float) -> None:
+        """Owned by the handler no more: the watch ends after ``timeout`` seconds."""
         if self._admission is not None:
             self._admission.watches += 1  # the handler's hold on the tenant's watch slot ends now
         self._owner.parked[self] = None
@@ -222,22 +196,34 @@ class ParkedWatch(asyncio.Protocol):
         self._wake()  # (a watch without a cache watcher, ended by an ERROR, has nothing to wake it)
 
     def abort(self) -> None:
-        self._transport.abort()
+        raise NotImplementedError
 
     def _leave_bucket(self) -> None:
         if self._bucket is not None:
             self._bucket.pop(self, None)
             self._bucket = None
 
+    def _let_go(self) -> None:
+        """The stream is gone: let go of the cache watcher, the bucket, the drain and the watch slot."""
+        self._watch.set_notify(None)
+        self._watch.close()
+        self._leave_bucket()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if self._admission is not None:
+            self._admission.watches -= 1
+        self._owner.forget(self)
+
     # -- the dispatch's side (never awaits) ----------------------------------------------------------
 
     def _write(self, events: list[WatchEvent]) -> bool:
         if self._draining:
             return False  # a drained batch is still being written: later events queue behind it
-        return _write_events(self._transport, events)
+        return self._write_now(events)
 
     def _wake(self) -> None:
-        if self._draining or self._transport.is_closing():
+        if self._draining or self._gone():
             return
         self._draining = True
         self._task = asyncio.get_running_loop().create_task(self._drain(), name="watchcache-watch-drain")
@@ -247,33 +233,101 @@ class ParkedWatch(asyncio.Protocol):
     async def _drain(self) -> None:
         out = self._owner.out
         try:
-            while not self._transport.is_closing():
+            while not self._gone():
                 events = self._watch.poll_events(PIECE)
                 if events is None:
                     self._draining = False  # parked: the dispatch writes directly again
                     return
                 if not events:
-                    self._end_stream()
+                    await self._end_stream(out.write_timeout)
                     return
                 size = sum(len(event.raw) for event in events)
                 async with out.held(self._budget, size):
-                    if self._transport.is_closing():
+                    if self._gone():
                         return  # dropped while waiting for the budget
-                    self._transport.write(chunk(b"".join([event_line(event) for event in events])))
-                    if not await self._drained(out.write_timeout):
+                    self._send(b"".join([event_line(event) for event in events]))
+                    if not await self._sent(out.write_timeout):
                         return
         except TooManyRequestsError:
-            # The tenant's byte budget stayed full for the whole write timeout.
-            self.abort()
+            self.abort()  # the tenant's byte budget stayed full for the whole write timeout
         except Exception:
             log.exception("%s: watch stream failed", self._path)
             self.abort()
         finally:
             self._task = None
 
-    async def _drained(self, write_timeout: float) -> bool:
-        """Wait until the transport takes more; False (and the connection dropped) when its client
-        has not read for ``write_timeout`` seconds."""
+    # -- what a kind says ----------------------------------------------------------------------------
+
+    def _gone(self) -> bool:
+        """The stream can take nothing more (closing, closed, reset)."""
+        raise NotImplementedError
+
+    def _write_now(self, events: list[WatchEvent]) -> bool:
+        """The dispatch's direct write of ``events``' shared bytes; False: not written."""
+        raise NotImplementedError
+
+    def _send(self, lines: bytes) -> None:
+        """Write a drained batch's ``lines``."""
+        raise NotImplementedError
+
+    async def _sent(self, write_timeout: float) -> bool:
+        """Wait until the client takes more; False (and the watch dropped) when it has not read for
+        ``write_timeout`` seconds, or the stream is gone."""
+        raise NotImplementedError
+
+    async def _end_stream(self, write_timeout: float) -> None:
+        """End the stream cleanly."""
+        raise NotImplementedError
+
+
+class ParkedWatch(_Parked, asyncio.Protocol):
+    """A resource's watch that owns its connection once the headers are out (see the module
+    docstring): the transport's protocol as well as a parked watch."""
+
+    __slots__ = ("_closer", "_drain_waiter", "_paused", "_transport")
+
+    def __init__(
+        self,
+        owner: Watches,
+        watch: Watch,
+        transport: Any,
+        *,
+        budget: ByteBudget | None,
+        admission: Admission | None,
+        path: str,
+    ) -> None:
+        super().__init__(owner, watch, budget=budget, admission=admission, path=path)
+        self._transport = transport
+        self._closer: asyncio.TimerHandle | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        # Only headers (far below the transport's high-water mark) were written before the take-over,
+        # so the transport has not paused the protocol: it tells this one of any pause from now on.
+        self._paused = False
+
+    def take_over(self, request: web.Request, timeout: float) -> None:
+        """Take ``request``'s connection from aiohttp; the watch ends after ``timeout`` seconds."""
+        protocol = request.protocol
+        self._owner.connections.hand_over(protocol, self)
+        protocol.keep_alive(False)  # cancels its keep-alive timer
+        # aiohttp's handler ends with the request (its response says Connection: close) and must
+        # neither write to nor close the connection: it is this watch's now.
+        protocol.transport = None
+        self._transport.set_protocol(self)
+        self._park(timeout)
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def _gone(self) -> bool:
+        return bool(self._transport.is_closing())
+
+    def _write_now(self, events: list[WatchEvent]) -> bool:
+        return _write_events(self._transport, events)
+
+    def _send(self, lines: bytes) -> None:
+        self._transport.write(chunk(lines))
+
+    async def _sent(self, write_timeout: float) -> bool:
         if not self._paused:
             return True
         waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
@@ -288,7 +342,7 @@ class ParkedWatch(asyncio.Protocol):
             self._drain_waiter = None
         return True
 
-    def _end_stream(self) -> None:
+    async def _end_stream(self, write_timeout: float) -> None:
         """The last chunk, then the connection closes once it is flushed (or is dropped after the
         write timeout)."""
         transport = self._transport
@@ -296,7 +350,7 @@ class ParkedWatch(asyncio.Protocol):
             return
         transport.write(_LAST_CHUNK)
         transport.close()
-        self._closer = asyncio.get_running_loop().call_later(self._owner.out.write_timeout, transport.abort)
+        self._closer = asyncio.get_running_loop().call_later(write_timeout, transport.abort)
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
 
@@ -316,37 +370,20 @@ class ParkedWatch(asyncio.Protocol):
             waiter.set_result(None)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._watch.set_notify(None)
-        self._watch.close()
-        self._leave_bucket()
         if self._closer is not None:
             self._closer.cancel()
             self._closer = None
-        if self._task is not None:
-            self._task.cancel()
-        if self._admission is not None:
-            self._admission.watches -= 1
-        self._owner.forget(self)
+        if self in self._owner.parked:
+            self._let_go()
 
 
-class ParkedStream:
+class ParkedStream(_Parked):
     """A resource's watch on a stream of an HTTP/2 connection once its headers are out: what
     :class:`ParkedWatch` is for a connection, for one stream of a shared one. The stream's handler
-    task ends; the dispatch writes each event's shared line as DATA of the stream; a drain task
-    exists only while something is queued or the stream ends. The connection is not this watch's:
-    it stays the connection's (counted by the guard as one, closed when idle)."""
+    task ends; the dispatch writes each event's shared line as DATA of the stream. The connection is
+    not this watch's: it stays the connection's (counted by the guard as one, closed when idle)."""
 
-    __slots__ = (
-        "_admission",
-        "_bucket",
-        "_budget",
-        "_draining",
-        "_owner",
-        "_path",
-        "_stream",
-        "_task",
-        "_watch",
-    )
+    __slots__ = ("_stream",)
 
     def __init__(
         self,
@@ -358,88 +395,27 @@ class ParkedStream:
         admission: Admission | None,
         path: str,
     ) -> None:
-        self._owner = owner
-        self._watch = watch
+        super().__init__(owner, watch, budget=budget, admission=admission, path=path)
         self._stream = stream
-        self._budget = budget
-        self._admission = admission
-        self._path = path
-        self._bucket: dict[_Parked, None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._draining = False
 
     def take_over(self, timeout: float) -> None:
         """Take the stream from its handler; the watch ends after ``timeout`` seconds."""
         self._stream.on_close = self._closed
-        if self._admission is not None:
-            self._admission.watches += 1  # the handler's hold on the tenant's watch slot ends now
-        self._owner.parked[self] = None
-        self._bucket = self._owner.deadlines.add(self, timeout)
-        self._watch.set_sink(self._write)
-        self._watch.set_notify(self._wake)
-        self._wake()  # the initial state or replay, if any; an idle watch parks at once
-
-    def end(self) -> None:
-        """End the watch (``timeoutSeconds``, shutdown): the stream ends cleanly after what is queued."""
-        self._leave_bucket()
-        self._watch.close()
-        self._wake()
+        self._park(timeout)
 
     def abort(self) -> None:
         drop_stream(self._stream)
 
-    def _leave_bucket(self) -> None:
-        if self._bucket is not None:
-            self._bucket.pop(self, None)
-            self._bucket = None
+    def _gone(self) -> bool:
+        return self._stream.closed
 
-    # -- the dispatch's side (never awaits) ----------------------------------------------------------
-
-    def _write(self, events: list[WatchEvent]) -> bool:
-        if self._draining:
-            return False  # a drained batch is still being written: later events queue behind it
+    def _write_now(self, events: list[WatchEvent]) -> bool:
         return send_events(self._stream, events)
 
-    def _wake(self) -> None:
-        if self._draining or self._stream.closed:
-            return
-        self._draining = True
-        self._task = asyncio.get_running_loop().create_task(self._drain(), name="watchcache-watch-drain")
+    def _send(self, lines: bytes) -> None:
+        self._stream.send(lines)
 
-    # -- draining what queued ------------------------------------------------------------------------
-
-    async def _drain(self) -> None:
-        out = self._owner.out
-        stream = self._stream
-        try:
-            while not stream.closed:
-                events = self._watch.poll_events(PIECE)
-                if events is None:
-                    self._draining = False  # parked: the dispatch writes directly again
-                    return
-                if not events:
-                    stream.end([])
-                    if await self._drained(out.write_timeout, 0):
-                        self._finish()
-                    return
-                size = sum(len(event.raw) for event in events)
-                async with out.held(self._budget, size):
-                    if stream.closed:
-                        return  # dropped while waiting for the budget
-                    stream.send(b"".join([event_line(event) for event in events]))
-                    if not await self._drained(out.write_timeout, STREAM_HIGH_WATER):
-                        return
-        except TooManyRequestsError:
-            self.abort()  # the tenant's byte budget stayed full for the whole write timeout
-        except Exception:
-            log.exception("%s: watch stream failed", self._path)
-            self.abort()
-        finally:
-            self._task = None
-
-    async def _drained(self, write_timeout: float, limit: int) -> bool:
-        """Wait until the stream holds at most ``limit`` bytes unsent; False (and the stream dropped)
-        when its client has not read for ``write_timeout`` seconds, or it is closed."""
+    async def _sent(self, write_timeout: float, limit: int = STREAM_HIGH_WATER) -> bool:
         try:
             async with asyncio.timeout(write_timeout):
                 await self._stream.drain(limit)
@@ -449,31 +425,20 @@ class ParkedStream:
             return False
         return not self._stream.closed
 
-    def _finish(self) -> None:
-        """Our side ended and is out: the connection forgets the stream."""
-        connection = self._stream.connection
-        connection.streams.pop(self._stream.id, None)
-        self._stream.on_close = None
-        self._closed()
-        connection.idle()
+    async def _end_stream(self, write_timeout: float) -> None:
+        """END_STREAM once what is queued is out; then the connection forgets the stream."""
+        stream = self._stream
+        stream.end([])
+        if await self._sent(write_timeout, 0):
+            stream.connection.streams.pop(stream.id, None)
+            stream.on_close = None
+            self._closed()
+            stream.connection.idle()
 
     def _closed(self) -> None:
-        """The stream is done (finished, reset by the client, its connection gone): let go of all."""
-        if self not in self._owner.parked:
-            return
-        self._watch.set_notify(None)
-        self._watch.close()
-        self._leave_bucket()
-        task = self._task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-        if self._admission is not None:
-            self._admission.watches -= 1
-        self._owner.forget(self)
-
-
-_Parked = ParkedWatch | ParkedStream
-"""A watch that no handler task holds."""
+        """The stream is done (ended, reset by the client, its connection gone)."""
+        if self in self._owner.parked:
+            self._let_go()
 
 
 class EventSource(Protocol):
@@ -517,13 +482,12 @@ class Watches:
         await watch.open()  # errors (400, 504) are still plain responses
         parked = False
         try:
-            if table is None and isinstance(request.protocol, web.RequestHandler):
-                response, parked = await self._park(request, watch, target=target, timeout=timeout_s)
-                return response
-            stream = getattr(request.transport, "stream", None)
-            if table is None and isinstance(stream, Stream):
-                response, parked = await self._park_stream(
-                    request, watch, stream, target=target, timeout=timeout_s
+            stream = getattr(request.transport, "stream", None)  # an HTTP/2 request's
+            if not isinstance(stream, Stream):
+                stream = None
+            if table is None and (stream is not None or isinstance(request.protocol, web.RequestHandler)):
+                response, parked = await self._park(
+                    request, watch, target=target, timeout=timeout_s, stream=stream
                 )
                 return response
             budget = target.admission.bytes if target.admission is not None else None
@@ -535,13 +499,14 @@ class Watches:
                 watch.close()
 
     async def _park(
-        self, request: web.Request, watch: Watch, *, target: Target, timeout: float
+        self, request: web.Request, watch: Watch, *, target: Target, timeout: float, stream: Stream | None
     ) -> tuple[web.StreamResponse, bool]:
-        """Send the headers and hand the connection to a :class:`ParkedWatch` (True), or give up on a
-        client gone or not reading (False)."""
+        """Send the headers and hand the connection to a :class:`ParkedWatch`, or the HTTP/2 ``stream``
+        to a :class:`ParkedStream` (True); or give up on a client gone or not reading (False)."""
         response = _HandedOver(status=200, headers={"Content-Type": JSON})
-        response.enable_chunked_encoding()
-        response.force_close()  # Connection: close; the connection ends with the watch
+        if stream is None:
+            response.enable_chunked_encoding()
+            response.force_close()  # Connection: close; the connection ends with the watch
         try:
             if not await self.out.write_or_drop(request, response.prepare(request)):
                 return response, False
@@ -550,47 +515,21 @@ class Watches:
             return response, False
         if target.observation is not None:
             target.observation.finish(200)
+        admission = target.admission
+        budget = admission.bytes if admission is not None else None
+        path = request.path[:200]
+        if stream is not None:
+            if stream.closed:
+                return response, False
+            ParkedStream(self, watch, stream, budget=budget, admission=admission, path=path).take_over(
+                timeout
+            )
+            return response, True
         transport = request.transport
         if transport is None or transport.is_closing():
             return response, False
-        admission = target.admission
-        parked = ParkedWatch(
-            self,
-            watch,
-            transport,
-            budget=admission.bytes if admission is not None else None,
-            admission=admission,
-            path=request.path[:200],
-        )
+        parked = ParkedWatch(self, watch, transport, budget=budget, admission=admission, path=path)
         parked.take_over(request, timeout)
-        return response, True
-
-    async def _park_stream(
-        self, request: web.Request, watch: Watch, stream: Stream, *, target: Target, timeout: float
-    ) -> tuple[web.StreamResponse, bool]:
-        """Send the headers and hand the HTTP/2 stream to a :class:`ParkedStream` (True), or give up
-        on a client gone (False)."""
-        response = _HandedOver(status=200, headers={"Content-Type": JSON})
-        try:
-            if not await self.out.write_or_drop(request, response.prepare(request)):
-                return response, False
-        except ConnectionResetError:
-            drop(request)
-            return response, False
-        if target.observation is not None:
-            target.observation.finish(200)
-        if stream.closed:
-            return response, False
-        admission = target.admission
-        parked = ParkedStream(
-            self,
-            watch,
-            stream,
-            budget=admission.bytes if admission is not None else None,
-            admission=admission,
-            path=request.path[:200],
-        )
-        parked.take_over(timeout)
         return response, True
 
     def forget(self, parked: _Parked) -> None:

@@ -26,6 +26,7 @@ import aetcd
 import pytest
 from support.certs import CertFiles, TestCA
 from support.etcd import EtcdCluster, EtcdServer, etcd_client, unique_prefix
+from support.tenants import serve
 from support.wardle import EXAMPLE_CONFIG
 
 from watchcache.config import parse_config
@@ -151,3 +152,18 @@ async def tls_service(
         assert svc.storage is not None
         await svc.storage.wait_ready()
         yield svc
+
+
+@pytest.fixture
+async def tls_svc(
+    etcd_endpoints: list[str], prefix: str, serving_cert: CertFiles, test_ca: TestCA
+) -> AsyncIterator[Service]:
+    """The three-tenant service over HTTPS, verifying client certificates with ``test_ca``."""
+    async with serve(
+        etcd_endpoints,
+        prefix,
+        tls_cert_file=serving_cert.cert,
+        tls_private_key_file=serving_cert.key,
+        client_ca_file=test_ca.cert_file,
+    ) as service:
+        yield service

@@ -14,9 +14,9 @@ import h2.errors
 import httpx
 import orjson
 import pytest
-from support.certs import CertFiles, TestCA
+from support.certs import TestCA
 from support.h2client import SETTINGS_MAX_CONCURRENT_STREAMS, H2Client
-from support.tenants import FLUNDERS, TOKENS, client_ssl, serve
+from support.tenants import FLUNDERS, TOKENS, client_ssl, service
 from support.waiting import wait_until
 from support.wardle import flunder, flunder_path, flunders_path
 
@@ -96,14 +96,10 @@ async def test_h2c_serves_reads_writes_and_errors(service: Service, h2c: httpx.A
 async def test_request_body_over_the_limit_is_413(etcd_endpoints: list[str], prefix: str) -> None:
     """A request body over ``max_body_bytes`` gets 413 RequestEntityTooLarge over HTTP/2 too, and the
     connection goes on taking bodies."""
-    options = ServiceOptions(
-        config=parse_config(_example()),
-        etcd_servers=tuple(etcd_endpoints),
-        etcd_prefix=prefix,
-        port=0,
-        server=ServerSettings(max_body_bytes=64 * 1024),
-    )
-    async with Service(options) as svc, httpx.AsyncClient(http1=False, http2=True, timeout=30) as client:
+    async with (
+        service(_example(), etcd_endpoints, prefix, server=ServerSettings(max_body_bytes=64 * 1024)) as svc,
+        httpx.AsyncClient(http1=False, http2=True, timeout=30) as client,
+    ):
         big = flunder("big", spec={"blob": "x" * 100_000})
         for _ in range(3):
             reply = await client.post(svc.url + flunders_path("default"), json=big)
@@ -199,16 +195,10 @@ async def test_a_watch_older_than_the_window_gets_410_over_http2(
 ) -> None:
     """A watch from a resourceVersion older than the cache's window gets one ERROR event with a 410
     Expired Status, then its stream ends."""
-    options = ServiceOptions(
-        config=parse_config(_example()),
-        etcd_servers=tuple(etcd_endpoints),
-        etcd_prefix=prefix,
-        port=0,
-        cache=CacheSettings(window_events=3),
-    )
-    async with Service(options) as svc, httpx.AsyncClient(http1=False, http2=True, timeout=30) as client:
-        assert svc.storage is not None
-        await svc.storage.wait_ready()
+    async with (
+        service(_example(), etcd_endpoints, prefix, cache=CacheSettings(window_events=3)) as svc,
+        httpx.AsyncClient(http1=False, http2=True, timeout=30) as client,
+    ):
         first = await client.post(svc.url + flunders_path("default"), json=flunder("w0"))
         for i in range(1, 7):
             await client.post(svc.url + flunders_path("default"), json=flunder(f"w{i}"))
@@ -225,40 +215,31 @@ async def test_a_watch_older_than_the_window_gets_410_over_http2(
             await h2.close()
 
 
-async def test_tls_negotiates_h2_by_alpn_and_keeps_http11(
-    etcd_endpoints: list[str], prefix: str, test_ca: TestCA, serving_cert: CertFiles
-) -> None:
+async def test_tls_negotiates_h2_by_alpn_and_keeps_http11(tls_svc: Service, test_ca: TestCA) -> None:
     """Over TLS, ALPN picks h2 for a client offering it and HTTP/1.1 for one that does not, on the
     same port; over h2 a tenant is known by its bearer token or its client certificate, and is held
     to its groups."""
     acme = test_ca.issue("acme")
-    async with serve(
-        etcd_endpoints,
-        prefix,
-        tls_cert_file=serving_cert.cert,
-        tls_private_key_file=serving_cert.key,
-        client_ca_file=test_ca.cert_file,
-    ) as svc:
-        headers = {"Authorization": f"Bearer {TOKENS['wardle']}"}
-        async with httpx.AsyncClient(http2=True, verify=client_ssl(test_ca), timeout=30) as client:
-            created = await client.post(
-                svc.url + FLUNDERS.collection(), json=FLUNDERS.obj("tls"), headers=headers
-            )
-            assert created.http_version == "HTTP/2" and created.status_code == 201, created.text
-            anonymous = await client.get(svc.url + FLUNDERS.collection())
-            assert anonymous.status_code == 401 and anonymous.json()["reason"] == "Unauthorized"
-        async with httpx.AsyncClient(http2=True, verify=client_ssl(test_ca, acme), timeout=30) as client:
-            forbidden = await client.get(svc.url + FLUNDERS.collection())
-            assert forbidden.http_version == "HTTP/2"
-            assert forbidden.status_code == 403 and forbidden.json()["reason"] == "Forbidden"
-        assert connections(svc, "h2") == 2
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(svc.url + FLUNDERS.collection(), headers=headers, ssl=client_ssl(test_ca)) as reply,
-        ):
-            assert reply.version == aiohttp.HttpVersion11 and reply.status == 200
-            assert [i["metadata"]["name"] for i in (await reply.json())["items"]] == ["tls"]
-        assert connections(svc, "http/1.1") == 1
+    headers = {"Authorization": f"Bearer {TOKENS['wardle']}"}
+    async with httpx.AsyncClient(http2=True, verify=client_ssl(test_ca), timeout=30) as client:
+        created = await client.post(
+            tls_svc.url + FLUNDERS.collection(), json=FLUNDERS.obj("tls"), headers=headers
+        )
+        assert created.http_version == "HTTP/2" and created.status_code == 201, created.text
+        anonymous = await client.get(tls_svc.url + FLUNDERS.collection())
+        assert anonymous.status_code == 401 and anonymous.json()["reason"] == "Unauthorized"
+    async with httpx.AsyncClient(http2=True, verify=client_ssl(test_ca, acme), timeout=30) as client:
+        forbidden = await client.get(tls_svc.url + FLUNDERS.collection())
+        assert forbidden.http_version == "HTTP/2"
+        assert forbidden.status_code == 403 and forbidden.json()["reason"] == "Forbidden"
+    assert connections(tls_svc, "h2") == 2
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(tls_svc.url + FLUNDERS.collection(), headers=headers, ssl=client_ssl(test_ca)) as reply,
+    ):
+        assert reply.version == aiohttp.HttpVersion11 and reply.status == 200
+        assert [i["metadata"]["name"] for i in (await reply.json())["items"]] == ["tls"]
+    assert connections(tls_svc, "http/1.1") == 1
 
 
 async def test_a_stream_whose_client_stops_reading_does_not_stall_the_others(
@@ -267,16 +248,10 @@ async def test_a_stream_whose_client_stops_reading_does_not_stall_the_others(
     """One watch of a connection is never read (its window never reopened): the other watch on the
     same connection gets every event at once, and the stalled stream is reset after the write
     timeout while the connection lives on."""
-    options = ServiceOptions(
-        config=parse_config(_example()),
-        etcd_servers=tuple(etcd_endpoints),
-        etcd_prefix=prefix,
-        port=0,
-        server=ServerSettings(write_timeout=2.0),
-    )
-    async with Service(options) as svc, httpx.AsyncClient(http1=False, http2=True, timeout=30) as writer:
-        assert svc.storage is not None
-        await svc.storage.wait_ready()
+    async with (
+        service(_example(), etcd_endpoints, prefix, server=ServerSettings(write_timeout=2.0)) as svc,
+        httpx.AsyncClient(http1=False, http2=True, timeout=30) as writer,
+    ):
         start = (await writer.get(svc.url + flunders_path("default"))).json()["metadata"]["resourceVersion"]
         client = await H2Client.connect(*address(svc))
         try:

@@ -21,7 +21,7 @@ import aetcd
 import aiohttp
 import orjson
 import pytest
-from support.certs import CertFiles, TestCA
+from support.certs import TestCA
 from support.etcd import EtcdServer, EtcdServerTLS, etcd_client
 from support.rest import JSON, Api, next_event
 from support.tenants import (
@@ -98,21 +98,6 @@ async def seeded(wardle: Api, acme: Api) -> dict[Res, str]:
         reply = await api.call("POST", res.collection(), body=res.obj("seed", spec="original"))
         assert reply.status == 201, reply
     return {res: "seed" for res in RESOURCES}
-
-
-@pytest.fixture
-async def tls_svc(
-    etcd_endpoints: list[str], prefix: str, serving_cert: CertFiles, test_ca: TestCA
-) -> AsyncIterator[Service]:
-    """The three-tenant service over HTTPS, verifying client certificates with ``test_ca``."""
-    async with serve(
-        etcd_endpoints,
-        prefix,
-        tls_cert_file=serving_cert.cert,
-        tls_private_key_file=serving_cert.key,
-        client_ca_file=test_ca.cert_file,
-    ) as service:
-        yield service
 
 
 # -- authentication ----------------------------------------------------------------------------------------

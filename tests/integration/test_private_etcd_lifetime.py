@@ -23,6 +23,7 @@ from support.serve import (
     EXAMPLE_CONFIG_FILE,
     WATCHCACHE,
     Banner,
+    has_exited,
     live_processes_mentioning,
     read_banner,
     start_serve,
@@ -45,17 +46,21 @@ def its_processes(root: Path) -> dict[int, str]:
     return live_processes_mentioning(str(root))
 
 
-def check_running(root: Path) -> None:
-    """Before the signal: etcd and its janitor run, and the dir holds etcd's data."""
+def check_running(root: Path) -> set[int]:
+    """Before the signal: etcd and its janitor run, and the dir holds etcd's data. Returns their pids."""
     processes = its_processes(root)
     assert any(f"--data-dir={root}/etcd.etcd" in cmd for cmd in processes.values()), processes
     assert any(f"janitor {root}" in cmd for cmd in processes.values()), processes
     assert (root / "etcd.etcd").is_dir()
+    return set(processes)
 
 
-def check_nothing_left(root: Path, port: int) -> None:
+def check_nothing_left(root: Path, port: int, pids: set[int]) -> None:
+    """Nothing of the private etcd is left: its dir, its processes (those seen running, by pid: one
+    being killed drops its command line before its sockets), and so its client port."""
     assert not root.exists(), sorted(str(p) for p in root.rglob("*"))
     assert its_processes(root) == {}
+    assert [pid for pid in pids if not has_exited(pid)] == []
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
 
@@ -79,7 +84,7 @@ async def test_a_stop_signal_drains_then_removes_etcd_and_its_data(
         banner = await read_banner(proc)
         assert banner.etcd_dir is not None
         await wait_ready(banner.url)
-        check_running(banner.etcd_dir)
+        pids = check_running(banner.etcd_dir)
         async with aiohttp.ClientSession() as session, session.get(banner.url + WATCH) as watch:
             assert watch.status == 200
             os.killpg(proc.pid, sig)
@@ -90,7 +95,7 @@ async def test_a_stop_signal_drains_then_removes_etcd_and_its_data(
     finally:
         await stop_leftovers(proc)
     # watchcache removed everything itself before exiting: nothing to wait for.
-    check_nothing_left(banner.etcd_dir, etcd_port(banner))
+    check_nothing_left(banner.etcd_dir, etcd_port(banner), pids)
 
 
 async def test_sigkill_leaves_no_etcd_and_no_files(tmp_path: Path) -> None:
@@ -101,7 +106,7 @@ async def test_sigkill_leaves_no_etcd_and_no_files(tmp_path: Path) -> None:
         banner = await read_banner(proc)
         assert banner.etcd_dir is not None
         await wait_ready(banner.url)
-        check_running(banner.etcd_dir)
+        pids = check_running(banner.etcd_dir)
         os.killpg(proc.pid, signal.SIGKILL)
         async with asyncio.timeout(30):
             assert await proc.wait() == -signal.SIGKILL
@@ -109,11 +114,11 @@ async def test_sigkill_leaves_no_etcd_and_no_files(tmp_path: Path) -> None:
         await stop_leftovers(proc)
     root = banner.etcd_dir
     await wait_until(
-        lambda: not root.exists() and not its_processes(root),
+        lambda: not root.exists() and not its_processes(root) and all(map(has_exited, pids)),
         within=30,
-        message="etcd and its temp dir gone after SIGKILL",
+        message="etcd, its janitor and its temp dir gone after SIGKILL",
     )
-    check_nothing_left(root, etcd_port(banner))
+    check_nothing_left(root, etcd_port(banner), pids)
 
 
 async def test_closing_the_terminal_stops_etcd_and_removes_its_data(tmp_path: Path) -> None:
@@ -156,7 +161,7 @@ async def test_closing_the_terminal_stops_etcd_and_removes_its_data(tmp_path: Pa
             banner = await read_banner(proc)
             assert banner.etcd_dir is not None
             await wait_ready(banner.url)
-            check_running(banner.etcd_dir)
+            pids = check_running(banner.etcd_dir)
             loop.remove_reader(master)
             os.close(master)  # the terminal closes
             master = -1
@@ -169,7 +174,7 @@ async def test_closing_the_terminal_stops_etcd_and_removes_its_data(tmp_path: Pa
             if fd >= 0:
                 loop.remove_reader(fd)
                 os.close(fd)
-    check_nothing_left(banner.etcd_dir, etcd_port(banner))
+    check_nothing_left(banner.etcd_dir, etcd_port(banner), pids)
 
 
 OWNER = """

@@ -19,6 +19,7 @@ __all__ = [
     "EXAMPLE_CONFIG_FILE",
     "WATCHCACHE",
     "Banner",
+    "has_exited",
     "live_processes_mentioning",
     "read_banner",
     "start_serve",
@@ -114,3 +115,16 @@ def live_processes_mentioning(text: str) -> dict[int, str]:
         if needle in cmdline and state != b"Z":
             found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
     return found
+
+
+def has_exited(pid: int) -> bool:
+    """Whether process ``pid`` has finished exiting: gone, or a zombie (which holds no files or
+    sockets any more). A process being killed loses its command line (its memory goes first) a moment
+    before its files and sockets are closed, so a process seen by :func:`live_processes_mentioning`
+    is waited for by pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in (b"Z", b"X")

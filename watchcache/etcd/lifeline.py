@@ -96,13 +96,29 @@ def _janitor(root: str) -> None:
             pass
     # The owner is gone or done. etcd processes get their death signal from the kernel; any left (a
     # shim between fork and exec when its owner died) are killed here, before their files go.
+    # One being killed loses its command line a moment before its files and sockets close, so those
+    # seen are followed by pid until they have finished exiting.
     deadline = time.monotonic() + _KILL_DEADLINE
-    while (pids := processes_under(root)) and time.monotonic() < deadline:
-        for pid in pids:
+    seen: set[int] = set()
+    while time.monotonic() < deadline:
+        running = processes_under(root)
+        seen = {pid for pid in seen.union(running) if not _has_exited(pid)}
+        if not seen:
+            break
+        for pid in running:  # not the others, whose pid could be another's by now
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(_POLL_INTERVAL)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether ``pid`` is gone or a zombie (whose files and sockets are closed)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 def _main(argv: list[str]) -> None:

@@ -2088,6 +2088,7 @@ class Soak:
             slow_episodes=self.slow_episodes,
             fault_windows=self.fault_windows,
             truth_times=self.recorder.times,
+            recorder_blind=self.recorder.blind,
             gets=self.gets,
             requests=self.requests,
             loads=[load for replica in self.replicas for load in replica.loads],

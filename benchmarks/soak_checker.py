@@ -406,6 +406,9 @@ class History:
     fault_windows: list[tuple[float, float, str]] = field(default_factory=list)
     truth_times: list[float] = field(default_factory=list)
     """When the recorder received each ``truth`` event (same order)."""
+    recorder_blind: list[tuple[float, float]] = field(default_factory=list)
+    """(from, to): spans when the recorder was not watching etcd live (a stream lost, then resumed);
+    what it received at ``to`` may have been committed anywhere in the span."""
     gets: list[GetRecord] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
     loads: list[tuple[str, float, float]] = field(default_factory=list)
@@ -451,6 +454,7 @@ class History:
             requests=[RequestRecord(**r) for r in raw.pop("requests", [])],
             loads=[tuple(x) for x in raw.pop("loads", [])],  # type: ignore[misc]
             compactions=[tuple(x) for x in raw.pop("compactions", [])],  # type: ignore[misc]
+            recorder_blind=[tuple(x) for x in raw.pop("recorder_blind", [])],  # type: ignore[misc]
             forced_relists=[tuple(x) for x in raw.pop("forced_relists", [])],  # type: ignore[misc]
             client_errors=[tuple(x) for x in raw.pop("client_errors", [])],  # type: ignore[misc]
             **raw,
@@ -581,6 +585,7 @@ class Truth:
             best = min(best, evidence[rev])
             self._ev_times.append(best)
         self._ev_times.reverse()
+        self.blind = sorted(history.recorder_blind)
         self._expected: dict[Filter, tuple[list[int], list[Event]]] = {}
 
     def _at(self, key: str, rev: int, state: State | None) -> None:
@@ -602,6 +607,15 @@ class Truth:
         """The last revision known to be committed at time ``t``."""
         i = bisect.bisect_right(self._ev_times, t)
         return self._ev_revs[i - 1] if i > 0 else self.start_rev
+
+    def reached_at_most(self, t: float) -> int:
+        """The highest revision etcd may have reached by ``t``: what the recorder had seen by then,
+        unless it was not watching live at ``t`` (then whatever it saw once it was back, which may
+        have been committed at any time while it was away)."""
+        for start, end in self.blind:
+            if start <= t <= end:
+                t = end
+        return self.committed_by(t)
 
     def short_key(self, key: str) -> str | None:
         """``resource/ns/name`` for an object key under the prefix (None for anything else)."""
@@ -997,7 +1011,7 @@ def _check_bookmarks(
                 f"{after.brief()} arrived after it",
             )
         if times and truth.timed:
-            etcd_rev = truth.committed_by(times[i] + bounds.bookmark_slack)
+            etcd_rev = truth.reached_at_most(times[i] + bounds.bookmark_slack)
             if bookmark > etcd_rev:
                 report.add(
                     "watch",

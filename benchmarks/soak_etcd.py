@@ -130,6 +130,10 @@ class Recorder:
         self.events: list[tuple[int, str, str, str | None]] = []
         self.times: list[float] = []
         """When each event was received (``clock``): no later than etcd committed it, plus a lag."""
+        self.blind: list[tuple[float, float]] = []
+        """Spans when the recorder did not see etcd live: from the last response of a stream that
+        ended to the first events of the stream that resumed it. An event received at a span's end
+        may have been committed anywhere in it (``times`` says only "no later than")."""
         self.gap: str | None = None
         self.restarts = 0
         self._advanced = asyncio.Event()
@@ -137,6 +141,7 @@ class Recorder:
 
     async def run(self) -> None:
         member = 0
+        last_heard: float | None = None  # the last response of a stream that has since ended
         while True:
             stub = self.etcd.watch[member]
             call = self._call = stub.Watch(metadata=(("hasleader", "true"),))
@@ -163,6 +168,9 @@ class Recorder:
                     if resp.canceled:
                         break
                     received = self.clock()
+                    if last_heard is not None and resp.events:
+                        self.blind.append((last_heard, received))
+                        last_heard = None
                     for ev in resp.events:
                         kind = "DELETE" if ev.type == 1 else "PUT"
                         value = None if kind == "DELETE" else ev.kv.value.decode("utf-8", "replace")
@@ -175,6 +183,8 @@ class Recorder:
                 pass
             finally:
                 call.cancel()
+            if last_heard is None:
+                last_heard = self.times[-1] if self.times else self.clock()
             self.restarts += 1
             member = (member + 1) % len(self.etcd.watch)
             await asyncio.sleep(0.1)

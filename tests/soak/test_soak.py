@@ -463,6 +463,19 @@ def test_bookmark_ahead_of_etcd_or_behind_is_caught() -> None:
     assert "behind" in " ".join(details(history))
 
 
+def test_bookmark_ahead_of_the_recorder_while_it_was_away_is_not_judged() -> None:
+    """The recorder lost its stream (an etcd fault) and resumed: what it received when back may have
+    been committed any time while it was away, so a bookmark then is not "ahead of etcd" for it. A
+    span that does not cover the bookmark changes nothing."""
+    history = small_history()
+    segment = history.watchers[1].segments[0]
+    segment.bookmark_times = [0.3]  # + 1 s of slack: the recorder had seen up to 12 by 1.3 s
+    history.recorder_blind = [(0.0, 0.5)]
+    assert "ahead of etcd" in " ".join(details(history))
+    history.recorder_blind = [(1.0, 1.65)]  # away from 1.0 s; 13 to 15 received at 1.35-1.65 s
+    assert details(history) == []
+
+
 def test_initial_state_watches_are_checked() -> None:
     """sendInitialEvents: ADDEDs of etcd's state at the end bookmark's revision, then changes; a
     resourceVersion=0 watch: the same without a marker."""

@@ -612,10 +612,15 @@ class Truth:
         """The highest revision etcd may have reached by ``t``: what the recorder had seen by then,
         unless it was not watching live at ``t`` (then whatever it saw once it was back, which may
         have been committed at any time while it was away)."""
+        return self.committed_by(self.back_by(t))
+
+    def back_by(self, t: float) -> float:
+        """``t``, or, if the recorder was not watching live then, when it was back: what it received
+        by that time may have been committed at ``t`` already."""
         for start, end in self.blind:
             if start <= t <= end:
                 t = end
-        return self.committed_by(t)
+        return t
 
     def short_key(self, key: str) -> str | None:
         """``resource/ns/name`` for an object key under the prefix (None for anything else)."""
@@ -1156,11 +1161,11 @@ def _justified_410(
     loads = [(begin, ready) for name, begin, ready in history.loads if name == replica and begin <= t]
     if loads:
         _, ready = max(loads)
-        loaded = truth.committed_by(ready + bounds.justify_slack)
+        loaded = truth.reached_at_most(ready + bounds.justify_slack)
         if rv < loaded:
             return f"older than the replica's cache (loaded at or before {loaded})"
     window = int(history.settings.get("window", 0))
-    if window and truth.changes_after(resource, rv, t + bounds.justify_slack) > window:
+    if window and truth.changes_after(resource, rv, truth.back_by(t + bounds.justify_slack)) > window:
         return f"older than the window of {window} changes"
     return None
 

@@ -117,6 +117,14 @@ class Client:
             self.proc.kill()
         self.proc.wait()
 
+    def finish(self, timeout: float) -> None:
+        """Stop the client and wait up to ``timeout`` seconds for it to exit; then kill it."""
+        self.stop()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
 
 async def write_events(endpoint: str, p: Params) -> tuple[float, float, float]:
     """E puts at R/s, each value embedding its sequence number and wall-clock ns. Sequential (one
@@ -194,11 +202,7 @@ def run_target(target: str, p: Params, client_bin: str) -> dict[str, Any]:
             rss = mem_kib(server_pid, "VmHWM")
             etcd_rss = mem_kib(etcd.proc.pid, "VmHWM")
         finally:
-            client.stop()
-            try:
-                client.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                client.kill()
+            client.finish(30)
     r = dict(kv.split("=", 1) for kv in result)
     distinct, received = int(r["distinct"]), int(r["received"])
     expected = p.watchers * p.events

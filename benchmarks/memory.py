@@ -28,7 +28,6 @@ import asyncio
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -143,11 +142,7 @@ def watchers_rss(args: argparse.Namespace, server_core: str, client_core: str) -
                 res["peak_rss_mb"] = mem_kib(wc.proc.pid, "VmHWM") / 1024
                 res["rss_after_trickle_mb"] = mem_kib(wc.proc.pid, "VmRSS") / 1024
         finally:
-            client.stop()
-            try:
-                client.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                client.kill()
+            client.finish(60)
     return res
 
 

@@ -162,30 +162,33 @@ class Watch:
         """The next events, about ``max_bytes`` of objects at most (waiting while there are none);
         ``[]`` once the watch has ended."""
         await self.open()
-        if self._pending:
-            items, self._pending = self._pending, ()
-            self._done = True
-            return self._to_events(items)
-        if self._done or self._watcher is None:
-            return []
-        items = await self._watcher.next_batch(max_bytes)
-        if not items:
-            self.close()
-        elif isinstance(items[-1], WatchErrorItem):
-            self._done = True
-        return self._to_events(items)
+        watcher = self._live()
+        if watcher is None:
+            return self._last_events()
+        return self._batch_events(await watcher.next_batch(max_bytes))
 
     def poll_events(self, max_bytes: int = 256 * 1024) -> list[WatchEvent] | None:
         """As :meth:`next_events` on an opened watch, without waiting: None when nothing is due now."""
-        if self._pending:
-            pending, self._pending = self._pending, ()
-            self._done = True
-            return self._to_events(pending)
-        if self._done or self._watcher is None:
-            return []
-        items = self._watcher.take_batch(max_bytes)
-        if items is None:
-            return None
+        watcher = self._live()
+        if watcher is None:
+            return self._last_events()
+        items = watcher.take_batch(max_bytes)
+        return None if items is None else self._batch_events(items)
+
+    def _live(self) -> CacheWatcher | None:
+        """The cache watcher to take batches from; None when the watch has ended or has only its
+        pending items (an error) left to give."""
+        return None if self._pending or self._done else self._watcher
+
+    def _last_events(self) -> list[WatchEvent]:
+        """The pending items, after which the watch is done; ``[]`` once it is."""
+        items, self._pending = self._pending, ()
+        self._done = True
+        return self._to_events(items) if items else []
+
+    def _batch_events(self, items: list[Item]) -> list[WatchEvent]:
+        """A batch from the cache watcher as events; an empty batch closes the watch, an error item
+        ends it."""
         if not items:
             self.close()
         elif isinstance(items[-1], WatchErrorItem):

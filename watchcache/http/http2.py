@@ -44,11 +44,11 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ..api.watch import Shared, WatchEvent, WatchSink
+from ..api.watch import WatchEvent, WatchSink
 from ..errors import BadRequestError, StatusError
 from ..transport.http2 import Connection, Stream
 from .connections import ConnectionGuard
-from .wire import event_line
+from .wire import event_lines
 
 __all__ = ["HTTP2Settings", "Listener", "PREFACE", "STREAM_HIGH_WATER", "drop_stream", "send_events"]
 
@@ -104,22 +104,9 @@ def send_events(stream: Stream, events: list[WatchEvent]) -> bool:
     than the high-water mark unsent (False: not written)."""
     if stream.closed or stream.ended or stream.unsent > STREAM_HIGH_WATER:
         return False
-    data = event_lines(events)
+    data = event_lines(events)  # one piece: cut into frames as views, not walked again per frame
     stream.send_parts([data], len(data))
     return True
-
-
-def event_lines(events: list[WatchEvent]) -> bytes:
-    """``events``' lines as one piece (cut into frames as views, where many small pieces would be
-    walked again for every frame); made once for a :class:`Shared` list, for every stream it goes to."""
-    if len(events) == 1:
-        return event_line(events[0])
-    if type(events) is Shared:
-        data = events.memo.get("lines")
-        if data is None:
-            data = events.memo["lines"] = b"".join([event_line(e) for e in events])
-        return cast(bytes, data)
-    return b"".join([event_line(e) for e in events])
 
 
 class _StreamTransport:

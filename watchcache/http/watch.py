@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..api.options import WatchOptions, parse_int
-from ..api.watch import Shared, Watch, WatchEvent, WatchSink
+from ..api.watch import Watch, WatchEvent, WatchSink
 from ..errors import TooManyRequestsError
 from ..tenancy.limits import Admission, ByteBudget
 from ..transport.http2 import Stream
@@ -41,7 +41,7 @@ from .read import PIECE
 from .responses import Observation, Responder, drop
 from .routes import Target
 from .tables import TableAnswer, Tables
-from .wire import JSON, chunk, event_chunk, event_line
+from .wire import JSON, chunk, event_chunks, event_lines
 
 __all__ = ["DIRECT_WRITE_HIGH_WATER", "EventSource", "ParkedStream", "ParkedWatch", "Watches"]
 
@@ -62,15 +62,7 @@ def _write_events(transport: Any, events: list[WatchEvent]) -> bool:
     if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER:
         return False
     try:
-        if len(events) == 1:
-            transport.write(event_chunk(events[0]))
-        elif type(events) is Shared:  # the same list for many watchers: joined once
-            data = events.memo.get("chunks")
-            if data is None:
-                data = events.memo["chunks"] = b"".join([event_chunk(event) for event in events])
-            transport.write(data)
-        else:
-            transport.write(b"".join([event_chunk(event) for event in events]))
+        transport.write(event_chunks(events))
     except (OSError, RuntimeError):
         # This runs inside the cache's dispatch: one client's broken socket must not reach it. The
         # events are queued instead, and the connection's owner notices it.
@@ -245,7 +237,7 @@ class _Parked:
                 async with out.held(self._budget, size):
                     if self._gone():
                         return  # dropped while waiting for the budget
-                    self._send(b"".join([event_line(event) for event in events]))
+                    self._send(event_lines(events))
                     if not await self._sent(out.write_timeout):
                         return
         except TooManyRequestsError:
@@ -594,7 +586,7 @@ class Watches:
                 size = sum(len(event.raw) for event in events)
                 async with out.held(budget, size):
                     if table is None:
-                        data = b"".join([event_line(event) for event in events])
+                        data = event_lines(events)
                         extra = 0
                     else:
                         data, columns = table.event_lines(events, columns=columns)

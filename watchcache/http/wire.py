@@ -7,17 +7,22 @@ event made from a change shares with every watcher of its type and version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import orjson
 from aiohttp import web
 
-from ..api.watch import WatchEvent
+from ..api.watch import Shared, WatchEvent
 from ..errors import StatusError
 
 __all__ = [
     "JSON",
     "chunk",
     "event_chunk",
+    "event_chunks",
     "event_line",
+    "event_lines",
     "json_response",
     "list_head",
     "list_meta",
@@ -69,6 +74,29 @@ def event_chunk(event: WatchEvent) -> bytes:
     if framed is None:
         framed = event.encoded["chunk"] = chunk(event_line(event))
     return framed
+
+
+def event_lines(events: list[WatchEvent]) -> bytes:
+    """``events``' lines as one piece; made once for a :class:`Shared` list, for every watcher it
+    goes to."""
+    return _joined(events, event_line, "lines")
+
+
+def event_chunks(events: list[WatchEvent]) -> bytes:
+    """``events``' chunks as one piece; made once for a :class:`Shared` list, for every watcher it
+    goes to."""
+    return _joined(events, event_chunk, "chunks")
+
+
+def _joined(events: list[WatchEvent], piece: Callable[[WatchEvent], bytes], key: str) -> bytes:
+    if len(events) == 1:
+        return piece(events[0])
+    if type(events) is Shared:
+        data = events.memo.get(key)
+        if data is None:
+            data = events.memo[key] = b"".join([piece(event) for event in events])
+        return cast(bytes, data)
+    return b"".join([piece(event) for event in events])
 
 
 def list_meta(revision: int, continue_token: str | None, remaining: int | None) -> dict[str, object]:

@@ -82,14 +82,14 @@ class Dispatcher:
             return
         started = time.perf_counter()
         self._dispatch(changes)
-        loop = asyncio.get_running_loop()
-        self._dispatch_cost = time.perf_counter() - started
-        self._dispatched_at = loop.time()
+        self._measure(started)
         # What the round handed to connections that write once per turn (HTTP/2, the etcd front) is
-        # written by callbacks queued meanwhile: the round's cost includes them (measured once they ran).
-        loop.call_soon(self._written, started)
+        # written by callbacks queued meanwhile: the round's cost includes them (measured again once
+        # they ran).
+        asyncio.get_running_loop().call_soon(self._measure, started)
 
-    def _written(self, started: float) -> None:
+    def _measure(self, started: float) -> None:
+        """The round that began at ``started`` (perf_counter) cost this long, and ended now."""
         self._dispatch_cost = time.perf_counter() - started
         self._dispatched_at = asyncio.get_running_loop().time()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Points", "find", "rv_piece"]
+__all__ = ["Points", "find", "rv_member"]
 
 _METADATA = re.compile(rb'"metadata"[ \t\n\r]*:[ \t\n\r]*\{')
 _API_VERSION = re.compile(rb'"apiVersion"[ \t\n\r]*:[ \t\n\r]*"')
@@ -32,9 +32,10 @@ metadata insertion point: just after the top-level ``metadata``'s ``{``, negated
 is empty (the inserted member then takes no comma)."""
 
 
-def rv_piece(revision: int, *, comma: bool) -> bytes:
-    """The member inserted first in ``metadata``."""
-    return b'"resourceVersion":"%d",' % revision if comma else b'"resourceVersion":"%d"' % revision
+def rv_member(*, comma: bool) -> bytes:
+    """The member inserted first in ``metadata``, its revision a ``%d`` to format (followed by a comma
+    unless ``metadata`` is otherwise empty)."""
+    return b'"resourceVersion":"%d",' if comma else b'"resourceVersion":"%d"'
 
 
 def find(value: bytes, obj: dict[str, Any]) -> Points | None:
@@ -96,7 +97,7 @@ def _api_version(value: bytes, start: int, end: int) -> tuple[int, int] | None:
 
 def _proven(value: bytes, a: int, b: int, at: int, *, empty: bool) -> bool:
     """Whether the spliced bytes parse with both edits showing (no later duplicate key hides one)."""
-    probe = b"".join((value[:a], _PROBE_QUOTED, value[b:at], rv_piece(1, comma=not empty), value[at:]))
+    probe = b"".join((value[:a], _PROBE_QUOTED, value[b:at], rv_member(comma=not empty) % 1, value[at:]))
     try:
         spliced = orjson.loads(probe)
     except orjson.JSONDecodeError:

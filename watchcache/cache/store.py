@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..etcd.types import KeyValue
-from .splice import Points, find
+from .splice import Points, find, rv_member
 
 __all__ = ["Codec", "Entry", "Materialized", "Snapshot", "Store"]
 
@@ -244,7 +244,7 @@ class Codec:
         shape = self._shapes.get((head, empty))
         if shape is None:
             b = value.index(b'"', a + 1) + 1
-            member = b'"resourceVersion":"%d"' if empty else b'"resourceVersion":"%d",'
+            member = rv_member(comma=not empty)
             quoted = self._quoted.items()
             heads = {v: b"," + (head[:a] + q + head[b:]).replace(b"%", b"%%") + member for v, q in quoted}
             shape = Shape(at, heads)

@@ -80,7 +80,7 @@ class Stream:
     """One request of a connection: its headers, its body as it comes, and the way to answer.
 
     A stream is small while it waits (an idle watch is one): its body's queue, its unsent DATA's queue
-    and the future a waiting reader or writer sleeps on are made only when there is something to hold
+    and the futures a waiting reader and writer sleep on are made only when there is something to hold
     or someone waiting."""
 
     __slots__ = (
@@ -88,7 +88,7 @@ class Stream:
         "_pending",
         "_pending_size",
         "_trailers",
-        "_waiter",
+        "_waiters",
         "body_ended",
         "body_received",
         "closed",
@@ -115,8 +115,9 @@ class Stream:
         # copied) and its size.
         self._pending: deque[tuple[list[Piece], int]] | None = None
         self._pending_size = 0
-        # What a reader waiting for the body, or a writer waiting for the window, sleeps on.
-        self._waiter: asyncio.Future[None] | None = None
+        # What a reader waiting for the body and a writer waiting for the window (both at once in a
+        # bidirectional call) sleep on.
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self.closed = False
         """The client reset the stream, or the connection is gone."""
@@ -247,17 +248,27 @@ class Stream:
             on_close()
 
     async def _wait(self) -> None:
-        """Sleep until :meth:`_wake` (body came, the window opened, the stream closed)."""
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        """Sleep until :meth:`_wake` (body came, the window opened, the stream closed); whoever is
+        woken checks again what it waits for."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        waiters = self._waiters
+        waiters.append(waiter)
         try:
             await waiter
         finally:
-            self._waiter = None
+            if waiter in waiters:  # cancelled before a wake
+                waiters.remove(waiter)
+                if not waiters and self._waiters is waiters:
+                    self._waiters = None
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        """Wake every waiter: the reader and the writer wait for different things."""
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class Connection(asyncio.Protocol):

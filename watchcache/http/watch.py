@@ -41,7 +41,7 @@ from .read import PIECE
 from .responses import Observation, Responder, drop
 from .routes import Target
 from .tables import TableAnswer, Tables
-from .wire import JSON, chunk, event_chunks, event_lines
+from .wire import JSON, chunk, event_chunk, event_chunks, event_lines
 
 __all__ = ["DIRECT_WRITE_HIGH_WATER", "EventSource", "ParkedStream", "ParkedWatch", "Watches"]
 
@@ -62,7 +62,8 @@ def _write_events(transport: Any, events: list[WatchEvent]) -> bool:
     if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER:
         return False
     try:
-        transport.write(event_chunks(events))
+        # One event (the common case) without a call more: this runs for every watcher of a change.
+        transport.write(event_chunk(events[0]) if len(events) == 1 else event_chunks(events))
     except (OSError, RuntimeError):
         # This runs inside the cache's dispatch: one client's broken socket must not reach it. The
         # events are queued instead, and the connection's owner notices it.

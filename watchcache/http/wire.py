@@ -78,25 +78,30 @@ def event_chunk(event: WatchEvent) -> bytes:
 
 def event_lines(events: list[WatchEvent]) -> bytes:
     """``events``' lines as one piece; made once for a :class:`Shared` list, for every watcher it
-    goes to."""
+    goes to. (One event, or a list already joined, costs no call more: this runs per watcher.)"""
+    if len(events) == 1:
+        return event_line(events[0])
+    if type(events) is Shared and (data := events.memo.get("lines")) is not None:
+        return cast(bytes, data)
     return _joined(events, event_line, "lines")
 
 
 def event_chunks(events: list[WatchEvent]) -> bytes:
     """``events``' chunks as one piece; made once for a :class:`Shared` list, for every watcher it
-    goes to."""
+    goes to (as :func:`event_lines`)."""
+    if len(events) == 1:
+        return event_chunk(events[0])
+    if type(events) is Shared and (data := events.memo.get("chunks")) is not None:
+        return cast(bytes, data)
     return _joined(events, event_chunk, "chunks")
 
 
 def _joined(events: list[WatchEvent], piece: Callable[[WatchEvent], bytes], key: str) -> bytes:
-    if len(events) == 1:
-        return piece(events[0])
+    """``events`` made into ``piece``s and joined; kept in a :class:`Shared` list's memo as ``key``."""
+    data = b"".join([piece(event) for event in events])
     if type(events) is Shared:
-        data = events.memo.get(key)
-        if data is None:
-            data = events.memo[key] = b"".join([piece(event) for event in events])
-        return cast(bytes, data)
-    return b"".join([piece(event) for event in events])
+        events.memo[key] = data
+    return data
 
 
 def list_meta(revision: int, continue_token: str | None, remaining: int | None) -> dict[str, object]:

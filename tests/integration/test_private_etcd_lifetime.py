@@ -23,13 +23,14 @@ from support.serve import (
     EXAMPLE_CONFIG_FILE,
     WATCHCACHE,
     Banner,
-    has_exited,
     live_processes_mentioning,
     read_banner,
     start_serve,
     wait_ready,
 )
 from support.waiting import wait_until
+
+from watchcache.etcd.lifeline import has_exited
 
 WATCH = "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders?watch=true"
 
@@ -57,7 +58,8 @@ def check_running(root: Path) -> set[int]:
 
 def check_nothing_left(root: Path, port: int, pids: set[int]) -> None:
     """Nothing of the private etcd is left: its dir, its processes (those seen running, by pid: one
-    being killed drops its command line before its sockets), and so its client port."""
+    being killed drops its command line, and shows as a zombie, before its sockets close), and so
+    its client port."""
     assert not root.exists(), sorted(str(p) for p in root.rglob("*"))
     assert its_processes(root) == {}
     assert [pid for pid in pids if not has_exited(pid)] == []

@@ -13,13 +13,14 @@ from typing import Any, BinaryIO
 
 import aiohttp
 
+from watchcache.etcd.lifeline import has_exited
+
 from .waiting import wait_until
 
 __all__ = [
     "EXAMPLE_CONFIG_FILE",
     "WATCHCACHE",
     "Banner",
-    "has_exited",
     "live_processes_mentioning",
     "read_banner",
     "start_serve",
@@ -98,8 +99,8 @@ async def wait_ready(url: str, *, within: float = 30.0) -> None:
 
 
 def live_processes_mentioning(text: str) -> dict[int, str]:
-    """Every process (pid: command line) with ``text`` in its command line, exited ones waiting to be
-    reaped (zombies, which hold no files and run nothing) apart."""
+    """Every process (pid: command line) with ``text`` in its command line that has not finished
+    exiting (see :func:`watchcache.etcd.lifeline.has_exited`)."""
     found = {}
     needle = text.encode()
     for entry in os.scandir("/proc"):
@@ -108,23 +109,8 @@ def live_processes_mentioning(text: str) -> dict[int, str]:
         try:
             with open(f"/proc/{entry.name}/cmdline", "rb") as f:
                 cmdline = f.read()
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if needle in cmdline and state != b"Z":
+        if needle in cmdline and not has_exited(int(entry.name)):
             found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
     return found
-
-
-def has_exited(pid: int) -> bool:
-    """Whether process ``pid`` has finished exiting: gone, or a zombie (which holds no files or
-    sockets any more). A process being killed loses its command line (its memory goes first) a moment
-    before its files and sockets are closed, so a process seen by :func:`live_processes_mentioning`
-    is waited for by pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in (b"Z", b"X")

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["SCRIPT", "janitor_command", "processes_under", "shim_command"]
+__all__ = ["SCRIPT", "has_exited", "janitor_command", "processes_under", "shim_command"]
 
 SCRIPT = str(Path(__file__).resolve())
 """This file, run by the interpreter as the shim and the janitor."""
@@ -102,7 +102,7 @@ def _janitor(root: str) -> None:
     seen: set[int] = set()
     while time.monotonic() < deadline:
         running = processes_under(root)
-        seen = {pid for pid in seen.union(running) if not _has_exited(pid)}
+        seen = {pid for pid in seen.union(running) if not has_exited(pid)}
         if not seen:
             break
         for pid in running:  # not the others, whose pid could be another's by now
@@ -112,13 +112,24 @@ def _janitor(root: str) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _has_exited(pid: int) -> bool:
-    """Whether ``pid`` is gone or a zombie (whose files and sockets are closed)."""
+def has_exited(pid: int) -> bool:
+    """Whether process ``pid`` has finished exiting, so that its files and sockets are closed: it is
+    gone, or every thread of it is. A killed process shows as a zombie as soon as its first thread has
+    exited, while its other threads (etcd has many) still hold its files; and it loses its command
+    line even before that."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # gone (or no /proc)
         return True
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):  # this thread is gone
+            continue
+        if state not in (b"Z", b"X"):
+            return False
+    return True
 
 
 def _main(argv: list[str]) -> None:
